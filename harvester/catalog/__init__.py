@@ -1,0 +1,1 @@
+"""The catalog: jobs, the persisted frontier with per-URL outcomes, and staging parts."""

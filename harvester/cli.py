@@ -1,0 +1,150 @@
+"""The `harvester` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from harvester.catalog.db import open_catalog
+from harvester.config import Settings
+from harvester.crawl.crawler import Crawler
+from harvester.crawl.frontier import create_job, find_resumable
+from harvester.crawl.proxies import ProxyPool, load_proxies_file
+from harvester.crawl.staging import staging_prefix
+from harvester.demo_site import serve_demo_site
+from harvester.errors import ConfigurationError
+from harvester.spec import JobSpec, load_spec_file, parse_spec
+from harvester.store.blob import BlobStore
+
+app = typer.Typer(help="Harvester: crawl the web politely and build versioned datasets.",
+                  no_args_is_help=True, add_completion=False)
+console = Console(stderr=True)
+
+
+def _build_spec(
+    seeds: list[str], dataset: str | None, spec_file: Path | None, overrides: dict[str, Any]
+) -> JobSpec:
+    data: dict[str, Any] = load_spec_file(spec_file) if spec_file else {}
+    if seeds:
+        data["seeds"] = seeds
+    if dataset:
+        data["dataset"] = dataset
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        section, key = dotted.split(".")
+        data.setdefault(section, {})[key] = value
+    return parse_spec(data)
+
+
+def _progress_table(crawler: Crawler, started: float) -> Table:
+    stats = crawler.stats
+    done = sum(stats.with_prefix("fetch/outcome").values())
+    elapsed = max(asyncio.get_running_loop().time() - started, 1e-9)
+    table = Table(title=(
+        f"job {crawler.job_id} — fetched {stats.get('fetch/outcome/fetched')}  "
+        f"failed {stats.get('fetch/outcome/failed')}  skipped {stats.get('fetch/outcome/skipped')}  "
+        f"queued {stats.get('frontier/discovered') - done}  "
+        f"({stats.get('fetch/outcome/fetched') / elapsed:.1f} pages/s)"
+    ), title_justify="left")
+    for column in ("domain", "fetched", "in memory", "pages/s", "rate limit/s"):
+        table.add_column(column, justify="left" if column == "domain" else "right")
+    for row in crawler.progress()[:12]:
+        table.add_row(row.domain, str(row.fetched), str(row.queued), f"{row.pages_per_s:.2f}",
+                      f"{row.rate_limit:.2f}")
+    return table
+
+
+async def _run_with_progress(crawler: Crawler, show: bool) -> bool:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, crawler.stop)
+    started = loop.time()
+    task = asyncio.create_task(crawler.run())
+    if show:
+        with Live(console=console, refresh_per_second=4, transient=False) as live:
+            while not task.done():
+                live.update(_progress_table(crawler, started))
+                await asyncio.wait([task], timeout=0.25)
+            live.update(_progress_table(crawler, started))
+    await task
+    return not crawler.stopped
+
+
+@app.command()
+def crawl(
+    seeds: Annotated[list[str] | None, typer.Argument(help="Start URLs.")] = None,
+    dataset: Annotated[str | None, typer.Option(help="Dataset name.")] = None,
+    spec: Annotated[Path | None, typer.Option("--spec", help="Job spec file (YAML/JSON).")] = None,
+    max_pages: Annotated[int | None, typer.Option(help="Stop admitting URLs after N.")] = None,
+    rate: Annotated[float | None, typer.Option(help="Requests per second per domain.")] = None,
+    concurrency_per_domain: Annotated[int | None, typer.Option()] = None,
+    proxies: Annotated[Path | None, typer.Option(help="Proxies file (YAML/JSON).")] = None,
+    allow_private: Annotated[
+        bool, typer.Option("--allow-private", help="Allow loopback/private addresses.")
+    ] = False,
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="Start a new job even if one can be resumed.")
+    ] = False,
+    progress: Annotated[bool, typer.Option(help="Show the live progress table.")] = True,
+) -> None:
+    """Run one crawl job in this process and write its pages as staging Parquet."""
+    settings = Settings()
+    try:
+        job_spec = _build_spec(seeds or [], dataset, spec, {
+            "limits.max_pages": max_pages,
+            "politeness.requests_per_second": rate,
+            "politeness.concurrency_per_domain": concurrency_per_domain,
+        })
+        pool = None
+        if proxies is not None:
+            pools = load_proxies_file(proxies)
+            name = job_spec.proxy_pool or "default"
+            if name not in pools:
+                raise ConfigurationError(f"proxies file has no pool named {name!r}")
+            pool = ProxyPool(name, pools[name])
+        elif job_spec.proxy_pool:
+            raise ConfigurationError(f"spec names proxy pool {job_spec.proxy_pool!r}: pass --proxies")
+        store = BlobStore.from_url(settings.storage_url, settings.s3_endpoint)
+    except ConfigurationError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from exc
+    sessions = open_catalog(settings.database_url)
+    job_id = None if fresh else find_resumable(sessions, job_spec)
+    if job_id:
+        console.print(f"resuming job {job_id}")
+    else:
+        job_id = create_job(sessions, job_spec)
+        console.print(f"job {job_id}")
+    crawler = Crawler(job_spec, job_id, sessions, store, proxy_pool=pool,
+                      allow_private=allow_private or settings.allow_private_networks)
+    finished = asyncio.run(_run_with_progress(crawler, progress and sys.stderr.isatty()))
+    stats = crawler.stats
+    fetched = stats.get("fetch/outcome/fetched")
+    print(f"{job_spec.dataset}: job {job_id} fetched {fetched}, "
+          f"not-modified {stats.get('fetch/outcome/not-modified')}, "
+          f"failed {stats.get('fetch/outcome/failed')}, skipped {stats.get('fetch/outcome/skipped')}")
+    print(f"staging: {store.path(staging_prefix(job_id))}")
+    if not finished:
+        console.print("stopped; run the same command again to resume")
+        raise typer.Exit(130)
+    if fetched + stats.get("fetch/outcome/not-modified") == 0:
+        raise typer.Exit(1)
+
+
+@app.command("demo-site")
+def demo_site(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8080,
+) -> None:
+    """Serve the bundled demo site on loopback (crawl it with --allow-private)."""
+    console.print(f"demo site on http://{host}:{port}/ (Ctrl-C to stop)")
+    serve_demo_site(host, port)

@@ -1,0 +1,18 @@
+"""Process settings from `HARVESTER_*` environment variables (and an optional `.env` file)."""
+
+from __future__ import annotations
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Where the catalog and blob store live, and what the network guard allows."""
+
+    model_config = SettingsConfigDict(env_prefix="HARVESTER_", env_file=".env", extra="ignore")
+
+    database_url: str = "sqlite:///./var/harvester.db"
+    storage_url: str = "./var/store"
+    s3_endpoint: str | None = None
+    api_key: SecretStr | None = None
+    allow_private_networks: bool = False

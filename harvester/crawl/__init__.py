@@ -1,0 +1,1 @@
+"""The crawl phase: frontier, politeness, fetching, proxies, retries and staging output."""

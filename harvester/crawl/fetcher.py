@@ -1,0 +1,297 @@
+"""One HTTP fetch: redirects re-checked hop by hop, limits enforced, errors translated once.
+
+This module is the only place httpx exceptions are seen; everything above it deals in
+`FetchResult` and the `FetchError` hierarchy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from urllib.parse import urljoin, urlsplit
+
+import httpcore
+import httpx
+
+from harvester.crawl.body import ACCEPT_ENCODING, read_limited
+from harvester.crawl.charset import decode_html
+from harvester.crawl.netguard import GuardedBackend, NetworkGuard
+from harvester.crawl.proxies import Proxy
+from harvester.crawl.urls import InvalidURL, canonicalize
+from harvester.errors import (
+    FetchError,
+    FetchSkipped,
+    PermanentFetchError,
+    ProxyFailure,
+    TransientFetchError,
+)
+from harvester.spec import Limits
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    """What one successful (2xx or 304) fetch produced."""
+
+    url: str
+    final_url: str
+    status: int
+    content_type: str | None
+    etag: str | None
+    last_modified: str | None
+    body: bytes
+    text: str
+    encoding: str | None
+    fetched_at: datetime
+    elapsed: float
+    proxy: str | None
+    redirects: int
+
+    @property
+    def not_modified(self) -> bool:
+        """True for a 304 answer to a conditional request."""
+        return self.status == 304
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def _guarded_transport(guard: NetworkGuard, http2: bool, limits: httpx.Limits) -> httpx.AsyncHTTPTransport:
+    transport = httpx.AsyncHTTPTransport(http2=http2, limits=limits, trust_env=False)
+    # httpx has no public hook for the network backend; swapping the pool is the supported
+    # httpcore way to connect only to addresses the guard has judged.
+    transport._pool = httpcore.AsyncConnectionPool(
+        http1=True,
+        http2=http2,
+        max_connections=limits.max_connections,
+        max_keepalive_connections=limits.max_keepalive_connections,
+        keepalive_expiry=limits.keepalive_expiry,
+        network_backend=GuardedBackend(guard),
+    )
+    return transport
+
+
+Hop = Callable[[str], Awaitable[None]]
+HopCheck = Callable[[str], str | None]
+
+
+class Fetcher:
+    """Fetches URLs directly or through a proxy, one `httpx.AsyncClient` per route."""
+
+    def __init__(
+        self, limits: Limits, user_agent: str, guard: NetworkGuard, *, http2: bool = False
+    ) -> None:
+        self._limits = limits
+        self._guard = guard
+        self._http2 = http2
+        self._headers = {
+            "User-Agent": user_agent,
+            "Accept": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.5",
+            "Accept-Encoding": ACCEPT_ENCODING,
+        }
+        self._timeout = httpx.Timeout(
+            limits.read_timeout_s, connect=limits.connect_timeout_s, pool=None
+        )
+        self._pool_limits = httpx.Limits(
+            max_connections=limits.global_concurrency,
+            max_keepalive_connections=limits.global_concurrency,
+        )
+        self._clients: dict[str | None, httpx.AsyncClient] = {}
+
+    def _client(self, proxy: Proxy | None) -> httpx.AsyncClient:
+        key = proxy.url if proxy else None
+        client = self._clients.get(key)
+        if client is None:
+            transport = (
+                httpx.AsyncHTTPTransport(
+                    proxy=proxy.url, http2=self._http2, limits=self._pool_limits, trust_env=False
+                )
+                if proxy
+                else _guarded_transport(self._guard, self._http2, self._pool_limits)
+            )
+            client = httpx.AsyncClient(
+                transport=transport, timeout=self._timeout, headers=self._headers,
+                follow_redirects=False, trust_env=False,
+            )
+            self._clients[key] = client
+        return client
+
+    async def aclose(self) -> None:
+        """Close every client."""
+        await asyncio.gather(*(c.aclose() for c in self._clients.values()))
+        self._clients.clear()
+
+    async def fetch(
+        self,
+        url: str,
+        *,
+        proxy: Proxy | None = None,
+        headers: dict[str, str] | None = None,
+        before_hop: Hop | None = None,
+        hop_rejection: HopCheck | None = None,
+        content_types: list[str] | None = None,
+    ) -> FetchResult:
+        """Fetch `url`, following redirects within the limits; raise a `FetchError` otherwise.
+
+        `before_hop(url)` runs before every request (politeness); `hop_rejection(url)` names a
+        scope rule a redirect target breaks, or None. `content_types` overrides the allow-list.
+        """
+        try:
+            async with asyncio.timeout(self._limits.timeout_s):
+                return await self._follow(
+                    url, proxy, headers or {}, before_hop, hop_rejection,
+                    self._limits.content_types if content_types is None else content_types,
+                )
+        except TimeoutError as exc:
+            raise TransientFetchError("timeout/total", "total time limit exceeded") from exc
+
+    async def _follow(
+        self,
+        url: str,
+        proxy: Proxy | None,
+        headers: dict[str, str],
+        before_hop: Hop | None,
+        hop_rejection: HopCheck | None,
+        content_types: list[str],
+    ) -> FetchResult:
+        seen = {url}
+        current = url
+        for hop in range(self._limits.max_redirects + 1):
+            if before_hop is not None:
+                await before_hop(current)
+            if proxy is not None:
+                # The proxy connects for us; judge the destination by our own resolution.
+                parts = urlsplit(current)
+                await self._guard.resolve(parts.hostname or "", parts.port or 80)
+            started = time.monotonic()
+            request_headers = headers if hop == 0 else {}
+            async with self._send(current, proxy, request_headers) as response:
+                location = response.headers.get("location")
+                if response.is_redirect and location:
+                    try:
+                        target = canonicalize(urljoin(current, location))
+                    except InvalidURL as exc:
+                        raise PermanentFetchError("redirect/invalid", str(exc)) from exc
+                    if target in seen:
+                        raise PermanentFetchError("redirect/loop", f"redirect loop at {target}")
+                    rule = hop_rejection(target) if hop_rejection else None
+                    if rule is not None:
+                        raise FetchSkipped(f"scope/{rule}", f"redirect to {target} out of scope")
+                    seen.add(target)
+                    current = target
+                    continue
+                return await self._result(
+                    url, current, response, proxy, started, hop, content_types
+                )
+        raise PermanentFetchError("redirect/too-many", f"more than {self._limits.max_redirects}")
+
+    def _send(
+        self, url: str, proxy: Proxy | None, headers: dict[str, str]
+    ) -> _TranslatedStream:
+        return _TranslatedStream(self._client(proxy), url, headers, proxy is not None)
+
+    async def _result(
+        self,
+        url: str,
+        final_url: str,
+        response: httpx.Response,
+        proxy: Proxy | None,
+        started: float,
+        redirects: int,
+        content_types: list[str],
+    ) -> FetchResult:
+        status = response.status_code
+        if status in (408, 429) or status >= 500:
+            raise TransientFetchError(
+                f"status/{status}", f"HTTP {status}", status=status,
+                retry_after=parse_retry_after(response.headers.get("retry-after")),
+            )
+        if status != 304 and not 200 <= status < 300:
+            raise PermanentFetchError(f"status/{status}", f"HTTP {status}", status=status)
+        content_type = response.headers.get("content-type")
+        body, text, encoding = b"", "", None
+        if status != 304:
+            mime = (content_type or "").split(";")[0].strip().lower()
+            if mime and content_types and mime not in content_types:
+                raise FetchSkipped("content-type", f"content type {mime}", status=status)
+            body = await self._read(response)
+            text, encoding = decode_html(body, content_type)
+            if not mime and "\x00" in text[:2048]:
+                raise FetchSkipped("content-type", "binary body without a content type")
+        return FetchResult(
+            url=url,
+            final_url=final_url,
+            status=status,
+            content_type=content_type,
+            etag=response.headers.get("etag"),
+            last_modified=response.headers.get("last-modified"),
+            body=body,
+            text=text,
+            encoding=encoding,
+            fetched_at=datetime.now(UTC),
+            elapsed=time.monotonic() - started,
+            proxy=proxy.masked if proxy else None,
+            redirects=redirects,
+        )
+
+    async def _read(self, response: httpx.Response) -> bytes:
+        try:
+            return await read_limited(response, self._limits.max_bytes_per_page)
+        except httpx.HTTPError as exc:
+            raise _translate(exc, proxied=False) from exc
+
+
+class _TranslatedStream:
+    """`client.stream(...)` whose httpx errors leave as `FetchError`s."""
+
+    def __init__(
+        self, client: httpx.AsyncClient, url: str, headers: dict[str, str], proxied: bool
+    ) -> None:
+        self._cm = client.stream("GET", url, headers=headers)
+        self._proxied = proxied
+
+    async def __aenter__(self) -> httpx.Response:
+        try:
+            return await self._cm.__aenter__()
+        except httpx.HTTPError as exc:
+            raise _translate(exc, self._proxied) from exc
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        try:
+            await self._cm.__aexit__(*exc_info)  # type: ignore[arg-type]
+        except httpx.HTTPError:
+            pass  # closing a broken stream; the outcome is already decided
+
+
+def _translate(exc: httpx.HTTPError, proxied: bool) -> FetchError:
+    """The single boundary where httpx exceptions become Harvester's."""
+    if isinstance(exc, httpx.ProxyError):
+        return ProxyFailure("proxy/error", "the proxy refused the request")
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout) and proxied:
+        return ProxyFailure("proxy/connect", "cannot connect to the proxy")
+    if isinstance(exc, httpx.TimeoutException):
+        kind = type(exc).__name__.removesuffix("Timeout").lower() or "read"
+        return TransientFetchError(f"timeout/{kind}", "timed out")
+    if isinstance(exc, httpx.ConnectError):
+        return TransientFetchError("connect", "connection failed")
+    if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
+        return PermanentFetchError("invalid-url", str(exc))
+    if isinstance(exc, httpx.DecodingError):
+        return PermanentFetchError("bad-compression", "undecodable body")
+    return TransientFetchError("protocol", type(exc).__name__)

@@ -1,0 +1,104 @@
+"""Network safety: refuse loopback, private, link-local, multicast and metadata destinations.
+
+The check runs on the addresses a host name resolves to, and the connection is then opened to
+exactly the address that passed, so a DNS answer that changes between check and connect
+(rebinding) cannot slip a private address through. Numeric host forms (decimal, hex, octal,
+IPv4-mapped IPv6) resolve to the address they denote and are judged as that address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+import typing
+
+import httpcore
+
+from harvester.errors import BlockedDestination, TransientFetchError
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# Metadata services that sit on otherwise routable addresses (AWS IPv6, Alibaba, Oracle).
+_METADATA = frozenset(
+    ipaddress.ip_address(a) for a in ("fd00:ec2::254", "100.100.100.200", "192.0.0.192")
+)
+
+
+class NetworkGuard:
+    """Judges destination addresses; `allow_private` lifts the guard (tests, intranets)."""
+
+    def __init__(self, allow_private: bool) -> None:
+        self.allow_private = allow_private
+
+    def refusal(self, address: str) -> str | None:
+        """None if the address may be contacted, else the name of the range it falls in."""
+        if self.allow_private:
+            return None
+        ip: IPAddress = ipaddress.ip_address(address.split("%", 1)[0])
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        if ip in _METADATA:
+            return "metadata"
+        if ip.is_loopback:
+            return "loopback"
+        if ip.is_link_local:
+            return "link-local"  # includes 169.254.169.254, the cloud metadata address
+        if ip.is_multicast:
+            return "multicast"
+        if ip.is_private or not ip.is_global:
+            return "private"
+        return None
+
+    async def resolve(self, host: str, port: int) -> list[str]:
+        """The addresses of `host` that pass the guard; raises `BlockedDestination` if none do."""
+        loop = asyncio.get_running_loop()
+        try:
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except socket.gaierror as exc:
+            raise TransientFetchError("dns", f"cannot resolve {host}: {exc.strerror}") from exc
+        addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+        allowed = [a for a in addresses if self.refusal(a) is None]
+        if not allowed:
+            why = self.refusal(addresses[0]) if addresses else "unresolvable"
+            raise BlockedDestination(f"blocked/{why}", f"{host} resolves to a {why} address")
+        return allowed
+
+
+class GuardedBackend(httpcore.AsyncNetworkBackend):
+    """An httpcore network backend that resolves, judges, then connects to the judged address."""
+
+    def __init__(self, guard: NetworkGuard) -> None:
+        self._guard = guard
+        self._inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        addresses = await self._guard.resolve(host, port)
+        last_error: Exception | None = None
+        for address in addresses:
+            try:
+                return await self._inner.connect_tcp(
+                    address, port, timeout, local_address, socket_options
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                last_error = exc
+        assert last_error is not None  # resolve() never returns an empty list
+        raise last_error
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise BlockedDestination("blocked/unix-socket", "unix sockets are never crawled")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)

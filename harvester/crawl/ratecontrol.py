@@ -1,0 +1,92 @@
+"""One rate controller per domain: a hard ceiling plus an adaptive (AIMD) rate below it.
+
+The ceiling is an aiolimiter leaky bucket of size one at the configured rate, acquired right
+before a request is sent, so no two requests to a domain are ever closer than 1/rate, however
+late the event loop runs. Below it, the adaptive rate reacts to what the site says: Crawl-delay
+caps it, 429/503 halve it and pause the domain for Retry-After, error streaks and slow responses
+halve it, and each success adds a tenth of the ceiling back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from aiolimiter import AsyncLimiter
+
+_MIN_RATE = 1 / 600  # at worst one request every ten minutes
+_ERROR_STREAK = 3
+
+
+class DomainRateController:
+    """Politeness for one domain: the ceiling, the adaptive rate and pauses."""
+
+    def __init__(
+        self,
+        rate: float,
+        *,
+        max_retry_after: float = 300.0,
+        slow_response: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.ceiling = rate
+        self.rate = rate
+        self._limiter = AsyncLimiter(1, 1 / rate)
+        self._max_retry_after = max_retry_after
+        self._slow = slow_response
+        self._clock = clock
+        self._next_send = 0.0
+        self._paused_until = 0.0
+        self._error_streak = 0
+        self.requests = 0
+
+    def set_crawl_delay(self, delay: float | None) -> None:
+        """robots.txt's Crawl-delay lowers the ceiling (never raises it)."""
+        if delay and delay > 0:
+            self.ceiling = min(self.ceiling, 1 / delay)
+            self.rate = min(self.rate, self.ceiling)
+
+    async def wait_turn(self) -> None:
+        """Sleep until the adaptive rate and any Retry-After pause would let a request go."""
+        while True:
+            now = self._clock()
+            start = max(self._next_send, self._paused_until)
+            if start <= now:
+                return
+            await asyncio.sleep(start - now)
+
+    async def before_request(self) -> None:
+        """Wait for this domain's turn, claim it, then pass the hard ceiling: call it
+        immediately before sending so the gap holds at the moment of sending."""
+        await self.wait_turn()
+        self._next_send = self._clock() + 1 / self.rate
+        await self._limiter.acquire()
+        self.requests += 1
+
+    def _decrease(self, factor: float = 0.5) -> None:
+        self.rate = max(_MIN_RATE, self.rate * factor)
+
+    def on_response(self, status: int, latency: float, retry_after: float | None) -> None:
+        """Learn from one response."""
+        if status in (429, 503):
+            self._decrease()
+            if retry_after is not None:
+                pause = min(max(retry_after, 0.0), self._max_retry_after)
+                self._paused_until = max(self._paused_until, self._clock() + pause)
+            return
+        if status >= 500:
+            self.on_error()
+            return
+        self._error_streak = 0
+        if latency > self._slow:
+            self._decrease(0.75)
+        else:
+            self.rate = min(self.ceiling, self.rate + self.ceiling / 10)
+
+    def on_error(self) -> None:
+        """A timeout, connection error or 5xx: a streak of them slows the domain down."""
+        self._error_streak += 1
+        if self._error_streak >= _ERROR_STREAK:
+            self._decrease()
+            self._error_streak = 0

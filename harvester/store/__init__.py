@@ -1,0 +1,1 @@
+"""Blob storage: staging parts and dataset snapshots on pyarrow filesystems."""
