@@ -16,6 +16,7 @@ from rich.table import Table
 from harvester.catalog.db import open_catalog
 from harvester.config import Settings
 from harvester.crawl.crawler import Crawler
+from harvester.crawl.netguard import NetworkGuard
 from harvester.crawl.frontier import create_job, find_resumable
 from harvester.crawl.proxies import ProxyPool, load_proxies_file
 from harvester.crawl.staging import staging_prefix
@@ -124,8 +125,9 @@ def crawl(
     else:
         job_id = create_job(sessions, job_spec)
         console.print(f"job {job_id}")
-    crawler = Crawler(job_spec, job_id, sessions, store, proxy_pool=pool,
-                      allow_private=allow_private or settings.allow_private_networks)
+    guard = NetworkGuard(allow_private or settings.allow_private_networks,
+                         settings.allowed_networks)
+    crawler = Crawler(job_spec, job_id, sessions, store, proxy_pool=pool, guard=guard)
     finished = asyncio.run(_run_with_progress(crawler, progress and sys.stderr.isatty()))
     stats = crawler.stats
     fetched = stats.get("fetch/outcome/fetched")

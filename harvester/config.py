@@ -16,3 +16,5 @@ class Settings(BaseSettings):
     s3_endpoint: str | None = None
     api_key: SecretStr | None = None
     allow_private_networks: bool = False
+    allowed_networks: list[str] = []
+    """CIDR ranges crawlable despite the guard, e.g. `["10.20.0.0/16"]` for an intranet."""

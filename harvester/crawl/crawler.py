@@ -96,7 +96,7 @@ class Crawler:
         sessions: sessionmaker[Session],
         store: BlobStore,
         *,
-        allow_private: bool,
+        guard: NetworkGuard,
         proxy_pool: ProxyPool | None = None,
         flush_pages: int = 64,
         flush_interval_s: float = 1.0,
@@ -110,7 +110,7 @@ class Crawler:
         self._flush_interval = flush_interval_s
         self.stats = Stats(self._saved_stats())
         self.frontier = Frontier(sessions, job_id, spec, self.stats)
-        self._fetcher = Fetcher(spec.limits, spec.politeness.user_agent, NetworkGuard(allow_private))
+        self._fetcher = Fetcher(spec.limits, spec.politeness.user_agent, guard)
         self._robots = RobotsCache(self._fetch_robots)
         self._domains: dict[str, _Domain] = {}
         self._global = asyncio.Semaphore(spec.limits.global_concurrency)

@@ -12,6 +12,7 @@ import asyncio
 import ipaddress
 import socket
 import typing
+from collections.abc import Sequence
 
 import httpcore
 
@@ -26,10 +27,12 @@ _METADATA = frozenset(
 
 
 class NetworkGuard:
-    """Judges destination addresses; `allow_private` lifts the guard (tests, intranets)."""
+    """Judges destination addresses. `allow_private` lifts the guard entirely (tests, demo);
+    `allowed_networks` opens only the listed ranges (an intranet, one test host)."""
 
-    def __init__(self, allow_private: bool) -> None:
+    def __init__(self, allow_private: bool, allowed_networks: Sequence[str] = ()) -> None:
         self.allow_private = allow_private
+        self._allowed = [ipaddress.ip_network(n, strict=False) for n in allowed_networks]
 
     def refusal(self, address: str) -> str | None:
         """None if the address may be contacted, else the name of the range it falls in."""
@@ -38,6 +41,8 @@ class NetworkGuard:
         ip: IPAddress = ipaddress.ip_address(address.split("%", 1)[0])
         if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
             ip = ip.ipv4_mapped
+        if any(ip in network for network in self._allowed):
+            return None
         if ip in _METADATA:
             return "metadata"
         if ip.is_loopback:

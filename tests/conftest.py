@@ -1,0 +1,164 @@
+"""Fixtures: the test web, real proxies, the catalog (SQLite and PostgreSQL), the blob store."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from http.server import ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from harvester.catalog.db import make_engine, migrate, open_catalog
+from harvester.crawl.crawler import Crawler
+from harvester.crawl.frontier import create_job
+from harvester.crawl.netguard import NetworkGuard
+from harvester.crawl.proxies import ProxyPool
+from harvester.spec import parse_spec
+from harvester.stats import Stats
+from harvester.store.blob import BlobStore
+from tests.webtest import Forbidding, SiteState, SiteServer, start
+
+POSTGRES_URL = os.environ.get(
+    "HARVESTER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+@pytest.fixture
+def sites() -> Iterator[list[SiteServer]]:
+    """Three sites on 127.0.0.2-4, each with its own state and request log."""
+    servers = [start(SiteServer(f"127.0.0.{i}", SiteState())) for i in (2, 3, 4)]
+    yield servers  # type: ignore[misc]
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> BlobStore:
+    return BlobStore.from_url(str(tmp_path / "store"))
+
+
+@pytest.fixture
+def sqlite_catalog(tmp_path: Path) -> sessionmaker[Session]:
+    return open_catalog(f"sqlite:///{tmp_path}/catalog.db")
+
+
+def _postgres_catalog() -> Iterator[sessionmaker[Session]]:
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_URL.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        with admin.begin() as conn:
+            conn.execute(text(f"CREATE SCHEMA {schema}"))
+    except Exception as exc:  # noqa: BLE001 - any connection failure means "no server here"
+        admin.dispose()
+        pytest.skip(f"PostgreSQL not reachable at {POSTGRES_URL}: {type(exc).__name__}")
+    sep = "&" if "?" in POSTGRES_URL else "?"
+    engine = make_engine(f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}")
+    migrate(engine)
+    yield sessionmaker(engine, expire_on_commit=False)
+    engine.dispose()
+    with admin.begin() as conn:
+        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+    admin.dispose()
+
+
+@pytest.fixture
+def postgres_catalog() -> Iterator[sessionmaker[Session]]:
+    yield from _postgres_catalog()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def catalog(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[sessionmaker[Session]]:
+    """The catalog on SQLite and on PostgreSQL."""
+    if request.param == "sqlite":
+        yield open_catalog(f"sqlite:///{tmp_path}/catalog.db")
+    else:
+        yield from _postgres_catalog()
+
+
+def free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_listening(host: str, port: int, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"proxy on {host}:{port} exited with {proc.returncode}")
+        try:
+            socket.create_connection((host, port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"proxy on {host}:{port} did not start")
+
+
+class Proxies:
+    """Real proxies: pproxy HTTP ×2 (one with credentials), pproxy SOCKS5, a 403-to-everything
+    server and a dead address. Each pproxy binds its outgoing side to its own address, so the
+    sites' logs show which proxy carried which request."""
+
+    def __init__(self) -> None:
+        self.procs: list[subprocess.Popen[bytes]] = []
+        exe = shutil.which("pproxy", path=str(Path(sys.executable).parent)) or "pproxy"
+        self.http1 = self._pproxy(exe, "http", "127.0.0.21")
+        self.http2 = self._pproxy(exe, "http", "127.0.0.22", auth="alice:s3cret")
+        self.socks = self._pproxy(exe, "socks5", "127.0.0.23")
+        self.forbidding = start(ThreadingHTTPServer(("127.0.0.24", 0), Forbidding))
+        self.forbidding.hits = 0  # type: ignore[attr-defined]
+        self.forbidding_url = f"http://127.0.0.24:{self.forbidding.server_address[1]}"
+        self.dead_url = f"http://127.0.0.25:{free_port('127.0.0.25')}"
+
+    def _pproxy(self, exe: str, scheme: str, host: str, auth: str | None = None) -> str:
+        port = free_port(host)
+        listen = f"{scheme}://{host}:{port}/@{host}" + (f"#{auth}" if auth else "")
+        proc = subprocess.Popen([exe, "-l", listen], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        self.procs.append(proc)
+        _wait_listening(host, port, proc)
+        creds = f"{auth}@" if auth else ""
+        return f"{scheme}://{creds}{host}:{port}"
+
+    def close(self) -> None:
+        for proc in self.procs:
+            proc.terminate()
+            proc.wait(5)
+        self.forbidding.shutdown()
+        self.forbidding.server_close()
+
+
+@pytest.fixture(scope="session")
+def proxies() -> Iterator[Proxies]:
+    p = Proxies()
+    yield p
+    p.close()
+
+
+def crawl(
+    spec: dict[str, Any],
+    sessions: sessionmaker[Session],
+    store: BlobStore,
+    *,
+    guard: NetworkGuard | None = None,
+    pool: ProxyPool | None = None,
+    job_id: str | None = None,
+) -> tuple[str, Stats]:
+    """Run one crawl job to the end in this thread."""
+    job_spec = parse_spec(spec)
+    job_id = job_id or create_job(sessions, job_spec)
+    crawler = Crawler(job_spec, job_id, sessions, store, guard=guard or NetworkGuard(True),
+                      proxy_pool=pool)
+    return job_id, asyncio.run(crawler.run())

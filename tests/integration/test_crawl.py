@@ -1,0 +1,87 @@
+"""Crawling the test web: outcomes, staging output, robots.txt, sitemaps and the catalog."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pyarrow.parquet as pq
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from harvester.catalog.models import FrontierEntry, Job, StagingPart
+from harvester.store.blob import BlobStore
+from tests.conftest import crawl
+from tests.webtest import SiteServer
+
+
+def outcomes(sessions: sessionmaker[Session], job_id: str) -> dict[str, FrontierEntry]:
+    with sessions() as session:
+        rows = session.scalars(select(FrontierEntry).where(FrontierEntry.job_id == job_id)).all()
+    return {row.url: row for row in rows}
+
+
+def test_crawl_of_three_sites_records_one_outcome_per_url(
+    catalog: sessionmaker[Session], sites: list[SiteServer], store: BlobStore
+) -> None:
+    spec = {"dataset": "web", "seeds": [s.origin + "/" for s in sites],
+            "politeness": {"requests_per_second": 50, "concurrency_per_domain": 2}}
+    job_id, stats = crawl(spec, catalog, store)
+
+    rows = outcomes(catalog, job_id)
+    assert all(r.state == "done" and r.outcome for r in rows.values())
+    for site in sites:
+        pages = {u for u in rows if u.startswith(site.origin + "/page/")}
+        assert len(pages) == 20
+        assert rows[site.origin + "/orphan/0"].outcome == "fetched"  # found via sitemap index
+        secret = rows[site.origin + "/private/secret"]
+        assert (secret.outcome, secret.reason, secret.robots) == (
+            "skipped", "robots/disallowed", "disallowed")
+        fetched_paths = Counter(site.state.paths())
+        assert "/private/secret" not in fetched_paths
+        assert max(fetched_paths.values()) == 1, "a URL was fetched twice"
+    fetched = [r for r in rows.values() if r.outcome == "fetched"]
+    assert stats.get("fetch/outcome/fetched") == len(fetched) == 3 * (1 + 20 + 3)
+    assert all(r.robots == "allowed" and r.etag for r in fetched if "/page/" in r.url)
+
+    with catalog() as session:
+        parts = session.scalars(select(StagingPart.path).where(StagingPart.job_id == job_id)).all()
+        job = session.get(Job, job_id)
+        assert job is not None and job.state == "succeeded"
+    table = pq.read_table([store.path(p) for p in parts])
+    assert sorted(table.column("url").to_pylist()) == sorted(r.url for r in fetched)
+    body = table.filter(pq.filters_to_expression([("url", "=", sites[0].origin + "/page/3")]))
+    assert b"<h1>Page 3</h1>" in body.column("body")[0].as_py()
+
+
+def test_second_crawl_of_dataset_sends_conditional_requests(
+    sqlite_catalog: sessionmaker[Session], sites: list[SiteServer], store: BlobStore
+) -> None:
+    site = sites[0]
+    spec = {"dataset": "web", "seeds": [site.origin + "/page/0"],
+            "scope": {"max_depth": 0, "sitemaps": False},
+            "politeness": {"requests_per_second": 50}}
+    crawl(spec, sqlite_catalog, store)
+    job_id, _ = crawl(spec, sqlite_catalog, store)
+    first, second = [h for h in site.state.log if h.path == "/page/0"]
+    assert "If-None-Match" not in first.headers
+    assert second.headers["If-None-Match"] == '"p/page/0"'
+
+
+@pytest.mark.parametrize(
+    ("robots", "expected"),
+    [("404", ("fetched", None)), ("500", ("skipped", "robots/unavailable"))],
+)
+def test_robots_status_semantics_follow_rfc9309(
+    sqlite_catalog: sessionmaker[Session], sites: list[SiteServer], store: BlobStore,
+    robots: str, expected: tuple[str, str | None],
+) -> None:
+    site = sites[0]
+    site.state.robots = robots
+    spec = {"dataset": "web", "seeds": [site.origin + "/page/1"],
+            "scope": {"max_depth": 0, "sitemaps": False},
+            "politeness": {"requests_per_second": 100},
+            "retry": {"max_attempts": 2, "backoff_initial_s": 0.01}}
+    job_id, _ = crawl(spec, sqlite_catalog, store)
+    row = outcomes(sqlite_catalog, job_id)[site.origin + "/page/1"]
+    assert (row.outcome, row.reason) == expected
