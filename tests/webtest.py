@@ -198,6 +198,9 @@ class SiteServer(ThreadingHTTPServer):
         self.state = state
         super().__init__((host, 0), Handler)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Clients hanging up mid-answer (timeouts, size limits) are expected here."""
+
     @property
     def origin(self) -> str:
         host, port = self.server_address[:2]

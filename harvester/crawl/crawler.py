@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -360,8 +360,8 @@ class Crawler:
                                 retry_after=getattr(exc, "retry_after", None))
         return exc
 
-    async def _before_hop(self, url: str) -> None:
-        await self._domain(domain_of(url)).controller.before_request()
+    async def _before_hop(self, url: str) -> Callable[[], None]:
+        return await self._domain(domain_of(url)).controller.before_request()
 
     def _hop_rejection(self, url: str) -> str | None:
         return self.frontier.scope.rejection(url, 0)

@@ -87,7 +87,11 @@ def _guarded_transport(guard: NetworkGuard, http2: bool, limits: httpx.Limits) -
     return transport
 
 
-Hop = Callable[[str], Awaitable[None]]
+def _nothing() -> None:
+    """`sent` callback when no politeness applies."""
+
+
+Hop = Callable[[str], Awaitable[Callable[[], None]]]
 HopCheck = Callable[[str], str | None]
 
 
@@ -173,15 +177,15 @@ class Fetcher:
         seen = {url}
         current = url
         for hop in range(self._limits.max_redirects + 1):
-            if before_hop is not None:
-                await before_hop(current)
             if proxy is not None:
                 # The proxy connects for us; judge the destination by our own resolution.
                 parts = urlsplit(current)
                 await self._guard.resolve(parts.hostname or "", parts.port or 80)
+            sent = await before_hop(current) if before_hop is not None else _nothing
             started = time.monotonic()
             request_headers = headers if hop == 0 else {}
-            async with self._send(current, proxy, request_headers) as response:
+            async with self._send(current, proxy, request_headers, sent) as response:
+                sent()
                 location = response.headers.get("location")
                 if response.is_redirect and location:
                     try:
@@ -202,9 +206,9 @@ class Fetcher:
         raise PermanentFetchError("redirect/too-many", f"more than {self._limits.max_redirects}")
 
     def _send(
-        self, url: str, proxy: Proxy | None, headers: dict[str, str]
+        self, url: str, proxy: Proxy | None, headers: dict[str, str], sent: Callable[[], None]
     ) -> _TranslatedStream:
-        return _TranslatedStream(self._client(proxy), url, headers, proxy is not None)
+        return _TranslatedStream(self._client(proxy), url, headers, proxy is not None, sent)
 
     async def _result(
         self,
@@ -261,16 +265,28 @@ class _TranslatedStream:
     """`client.stream(...)` whose httpx errors leave as `FetchError`s."""
 
     def __init__(
-        self, client: httpx.AsyncClient, url: str, headers: dict[str, str], proxied: bool
+        self,
+        client: httpx.AsyncClient,
+        url: str,
+        headers: dict[str, str],
+        proxied: bool,
+        sent: Callable[[], None],
     ) -> None:
-        self._cm = client.stream("GET", url, headers=headers)
+        async def trace(event: str, info: dict[str, object]) -> None:
+            if event.endswith("send_request_headers.complete"):
+                sent()
+
+        self._cm = client.stream("GET", url, headers=headers, extensions={"trace": trace})
         self._proxied = proxied
+        self._sent = sent
 
     async def __aenter__(self) -> httpx.Response:
         try:
             return await self._cm.__aenter__()
         except httpx.HTTPError as exc:
             raise _translate(exc, self._proxied) from exc
+        finally:
+            self._sent()  # also when connecting failed: the domain's turn must end
 
     async def __aexit__(self, *exc_info: object) -> None:
         try:

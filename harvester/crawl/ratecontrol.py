@@ -1,8 +1,8 @@
 """One rate controller per domain: a hard ceiling plus an adaptive (AIMD) rate below it.
 
 The ceiling is an aiolimiter leaky bucket of size one at the configured rate, acquired right
-before a request is sent, so no two requests to a domain are ever closer than 1/rate, however
-late the event loop runs. Below it, the adaptive rate reacts to what the site says: Crawl-delay
+before a request is sent; the next turn is measured from when the request actually left, so no
+two requests to a domain are ever closer than 1/rate, however late the event loop runs. Below it, the adaptive rate reacts to what the site says: Crawl-delay
 caps it, 429/503 halve it and pause the domain for Retry-After, error streaks and slow responses
 halve it, and each success adds a tenth of the ceiling back.
 """
@@ -37,6 +37,7 @@ class DomainRateController:
         self._slow = slow_response
         self._clock = clock
         self._next_send = 0.0
+        self._send_lock = asyncio.Lock()
         self._paused_until = 0.0
         self._error_streak = 0
         self.requests = 0
@@ -56,13 +57,32 @@ class DomainRateController:
                 return
             await asyncio.sleep(start - now)
 
-    async def before_request(self) -> None:
-        """Wait for this domain's turn, claim it, then pass the hard ceiling: call it
-        immediately before sending so the gap holds at the moment of sending."""
-        await self.wait_turn()
-        self._next_send = self._clock() + 1 / self.rate
-        await self._limiter.acquire()
+    async def before_request(self) -> Callable[[], None]:
+        """Wait for this domain's turn and pass the hard ceiling; returns `sent`, to be called
+        once the request headers are on the wire.
+
+        Turns are serialised until `sent()`: the next turn is measured from the moment the
+        previous request actually left (after any connection setup), so the gap the server
+        sees is never shorter than 1/rate, even when a new connection delays a send.
+        """
+        await self._send_lock.acquire()
+        try:
+            await self.wait_turn()
+            await self._limiter.acquire()
+        except BaseException:
+            self._send_lock.release()
+            raise
         self.requests += 1
+        released = False
+
+        def sent() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self._next_send = self._clock() + 1 / self.rate
+                self._send_lock.release()
+
+        return sent
 
     def _decrease(self, factor: float = 0.5) -> None:
         self.rate = max(_MIN_RATE, self.rate * factor)

@@ -1,0 +1,58 @@
+"""Hostile and broken pages end as recorded outcomes, never as crashes."""
+
+from __future__ import annotations
+
+import pyarrow.parquet as pq
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from harvester.catalog.models import FrontierEntry, StagingPart
+from harvester.crawl.charset import decode_html
+from harvester.store.blob import BlobStore
+from tests.conftest import crawl
+from tests.webtest import SiteServer
+
+FAULTS = {
+    "/slow": ("failed", "timeout/read"),
+    "/loop/a": ("failed", "redirect/loop"),
+    "/big": ("skipped", "too-large"),
+    "/big-chunked": ("skipped", "too-large"),
+    "/bomb": ("skipped", "too-large"),
+    "/binary": ("skipped", "content-type"),
+    "/no-type": ("skipped", "content-type"),
+    "/wrong-charset": ("fetched", None),
+    "/malformed": ("fetched", None),
+    "/challenge": ("failed", "challenge"),
+    "/gone": ("failed", "status/404"),
+    "/to-other-domain": ("skipped", "scope/domain"),
+    "/flaky": ("fetched", None),
+    "/always-503": ("failed", "status/503"),
+}
+
+
+def test_fault_endpoints_end_in_the_expected_outcome(
+    sqlite_catalog: sessionmaker[Session], sites: list[SiteServer], store: BlobStore
+) -> None:
+    site = sites[0]
+    spec = {
+        "dataset": "web",
+        "seeds": [site.origin + path for path in FAULTS],
+        "scope": {"max_depth": 0, "sitemaps": False},
+        "limits": {"max_bytes_per_page": 1024 * 1024, "read_timeout_s": 1, "timeout_s": 5},
+        "politeness": {"requests_per_second": 100, "concurrency_per_domain": 4},
+        "retry": {"max_attempts": 3, "backoff_initial_s": 0.01, "backoff_max_s": 0.05},
+    }
+    job_id, _ = crawl(spec, sqlite_catalog, store)
+    with sqlite_catalog() as session:
+        rows = {r.url.removeprefix(site.origin): r for r in session.scalars(
+            select(FrontierEntry).where(FrontierEntry.job_id == job_id))}
+        parts = session.scalars(select(StagingPart.path)).all()
+    assert {path: (rows[path].outcome, rows[path].reason) for path in FAULTS} == FAULTS
+    assert rows["/flaky"].attempts == 3
+    assert rows["/always-503"].attempts == 3
+    assert rows["/gone"].attempts == 1
+    staged = {r["url"].removeprefix(site.origin): r
+              for r in pq.read_table([store.path(p) for p in parts]).to_pylist()}
+    text, encoding = decode_html(staged["/wrong-charset"]["body"], "text/html; charset=utf-8")
+    assert "Café crème, déjà vu" in text
+    assert staged["/wrong-charset"]["encoding"] == encoding != "utf-8"
