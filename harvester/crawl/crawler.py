@@ -99,7 +99,7 @@ class Crawler:
         guard: NetworkGuard,
         proxy_pool: ProxyPool | None = None,
         flush_pages: int = 64,
-        flush_interval_s: float = 1.0,
+        flush_interval_s: float = 0.5,
     ) -> None:
         self.spec = spec
         self.job_id = job_id
