@@ -16,8 +16,8 @@ from rich.table import Table
 from harvester.catalog.db import open_catalog
 from harvester.config import Settings
 from harvester.crawl.crawler import Crawler
-from harvester.crawl.netguard import NetworkGuard
 from harvester.crawl.frontier import create_job, find_resumable
+from harvester.crawl.netguard import NetworkGuard
 from harvester.crawl.proxies import ProxyPool, load_proxies_file
 from harvester.crawl.staging import staging_prefix
 from harvester.demo_site import serve_demo_site
@@ -25,8 +25,11 @@ from harvester.errors import ConfigurationError
 from harvester.spec import JobSpec, load_spec_file, parse_spec
 from harvester.store.blob import BlobStore
 
-app = typer.Typer(help="Harvester: crawl the web politely and build versioned datasets.",
-                  no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="Harvester: crawl the web politely and build versioned datasets.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 console = Console(stderr=True)
 
 
@@ -50,17 +53,26 @@ def _progress_table(crawler: Crawler, started: float) -> Table:
     stats = crawler.stats
     done = sum(stats.with_prefix("fetch/outcome").values())
     elapsed = max(asyncio.get_running_loop().time() - started, 1e-9)
-    table = Table(title=(
-        f"job {crawler.job_id} — fetched {stats.get('fetch/outcome/fetched')}  "
-        f"failed {stats.get('fetch/outcome/failed')}  skipped {stats.get('fetch/outcome/skipped')}  "
-        f"queued {stats.get('frontier/discovered') - done}  "
-        f"({stats.get('fetch/outcome/fetched') / elapsed:.1f} pages/s)"
-    ), title_justify="left")
+    table = Table(
+        title=(
+            f"job {crawler.job_id} — fetched {stats.get('fetch/outcome/fetched')}  "
+            f"failed {stats.get('fetch/outcome/failed')}  "
+            f"skipped {stats.get('fetch/outcome/skipped')}  "
+            f"queued {stats.get('frontier/discovered') - done}  "
+            f"({stats.get('fetch/outcome/fetched') / elapsed:.1f} pages/s)"
+        ),
+        title_justify="left",
+    )
     for column in ("domain", "fetched", "in memory", "pages/s", "rate limit/s"):
         table.add_column(column, justify="left" if column == "domain" else "right")
     for row in crawler.progress()[:12]:
-        table.add_row(row.domain, str(row.fetched), str(row.queued), f"{row.pages_per_s:.2f}",
-                      f"{row.rate_limit:.2f}")
+        table.add_row(
+            row.domain,
+            str(row.fetched),
+            str(row.queued),
+            f"{row.pages_per_s:.2f}",
+            f"{row.rate_limit:.2f}",
+        )
     return table
 
 
@@ -100,11 +112,16 @@ def crawl(
     """Run one crawl job in this process and write its pages as staging Parquet."""
     settings = Settings()
     try:
-        job_spec = _build_spec(seeds or [], dataset, spec, {
-            "limits.max_pages": max_pages,
-            "politeness.requests_per_second": rate,
-            "politeness.concurrency_per_domain": concurrency_per_domain,
-        })
+        job_spec = _build_spec(
+            seeds or [],
+            dataset,
+            spec,
+            {
+                "limits.max_pages": max_pages,
+                "politeness.requests_per_second": rate,
+                "politeness.concurrency_per_domain": concurrency_per_domain,
+            },
+        )
         pool = None
         if proxies is not None:
             pools = load_proxies_file(proxies)
@@ -113,7 +130,9 @@ def crawl(
                 raise ConfigurationError(f"proxies file has no pool named {name!r}")
             pool = ProxyPool(name, pools[name])
         elif job_spec.proxy_pool:
-            raise ConfigurationError(f"spec names proxy pool {job_spec.proxy_pool!r}: pass --proxies")
+            raise ConfigurationError(
+                f"spec names proxy pool {job_spec.proxy_pool!r}: pass --proxies"
+            )
         store = BlobStore.from_url(settings.storage_url, settings.s3_endpoint)
     except ConfigurationError as exc:
         console.print(f"[red]error:[/] {exc}")
@@ -125,15 +144,18 @@ def crawl(
     else:
         job_id = create_job(sessions, job_spec)
         console.print(f"job {job_id}")
-    guard = NetworkGuard(allow_private or settings.allow_private_networks,
-                         settings.allowed_networks)
+    guard = NetworkGuard(
+        allow_private or settings.allow_private_networks, settings.allowed_networks
+    )
     crawler = Crawler(job_spec, job_id, sessions, store, proxy_pool=pool, guard=guard)
     finished = asyncio.run(_run_with_progress(crawler, progress and sys.stderr.isatty()))
     stats = crawler.stats
     fetched = stats.get("fetch/outcome/fetched")
-    print(f"{job_spec.dataset}: job {job_id} fetched {fetched}, "
-          f"not-modified {stats.get('fetch/outcome/not-modified')}, "
-          f"failed {stats.get('fetch/outcome/failed')}, skipped {stats.get('fetch/outcome/skipped')}")
+    print(
+        f"{job_spec.dataset}: job {job_id} fetched {fetched}, "
+        f"not-modified {stats.get('fetch/outcome/not-modified')}, "
+        f"failed {stats.get('fetch/outcome/failed')}, skipped {stats.get('fetch/outcome/skipped')}"
+    )
     print(f"staging: {store.path(staging_prefix(job_id))}")
     if not finished:
         console.print("stopped; run the same command again to resume")

@@ -6,7 +6,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, field_validator
@@ -14,10 +14,22 @@ from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, fie
 from harvester.errors import ConfigurationError
 
 DEFAULT_TRACKING_PARAMS = (
-    "utm_*", "gclid", "fbclid", "msclkid", "mc_cid", "mc_eid", "_ga", "yclid", "igshid",
+    "utm_*",
+    "gclid",
+    "fbclid",
+    "msclkid",
+    "mc_cid",
+    "mc_eid",
+    "_ga",
+    "yclid",
+    "igshid",
 )
 DEFAULT_BAN_MARKERS = (
-    "cf-challenge", "g-recaptcha", "h-captcha", "captcha-delivery", "Attention Required!",
+    "cf-challenge",
+    "g-recaptcha",
+    "h-captcha",
+    "captcha-delivery",
+    "Attention Required!",
 )
 
 

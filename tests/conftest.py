@@ -27,7 +27,7 @@ from harvester.crawl.proxies import ProxyPool
 from harvester.spec import parse_spec
 from harvester.stats import Stats
 from harvester.store.blob import BlobStore
-from tests.webtest import Forbidding, SiteState, SiteServer, start
+from tests.webtest import Forbidding, SiteServer, SiteState, start
 
 POSTGRES_URL = os.environ.get(
     "HARVESTER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -60,7 +60,7 @@ def _postgres_catalog() -> Iterator[sessionmaker[Session]]:
     try:
         with admin.begin() as conn:
             conn.execute(text(f"CREATE SCHEMA {schema}"))
-    except Exception as exc:  # noqa: BLE001 - any connection failure means "no server here"
+    except Exception as exc:
         admin.dispose()
         pytest.skip(f"PostgreSQL not reachable at {POSTGRES_URL}: {type(exc).__name__}")
     sep = "&" if "?" in POSTGRES_URL else "?"
@@ -107,7 +107,7 @@ def _wait_listening(host: str, port: int, proc: subprocess.Popen[bytes]) -> None
 
 
 class Proxies:
-    """Real proxies: pproxy HTTP ×2 (one with credentials), pproxy SOCKS5, a 403-to-everything
+    """Real proxies: pproxy HTTP x2 (one with credentials), pproxy SOCKS5, a 403-to-everything
     server and a dead address. Each pproxy binds its outgoing side to its own address, so the
     sites' logs show which proxy carried which request."""
 
@@ -125,8 +125,9 @@ class Proxies:
     def _pproxy(self, exe: str, scheme: str, host: str, auth: str | None = None) -> str:
         port = free_port(host)
         listen = f"{scheme}://{host}:{port}/@{host}" + (f"#{auth}" if auth else "")
-        proc = subprocess.Popen([exe, "-l", listen], stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [exe, "-l", listen], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         self.procs.append(proc)
         _wait_listening(host, port, proc)
         creds = f"{auth}@" if auth else ""
@@ -159,6 +160,7 @@ def crawl(
     """Run one crawl job to the end in this thread."""
     job_spec = parse_spec(spec)
     job_id = job_id or create_job(sessions, job_spec)
-    crawler = Crawler(job_spec, job_id, sessions, store, guard=guard or NetworkGuard(True),
-                      proxy_pool=pool)
+    crawler = Crawler(
+        job_spec, job_id, sessions, store, guard=guard or NetworkGuard(True), proxy_pool=pool
+    )
     return job_id, asyncio.run(crawler.run())

@@ -11,11 +11,12 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-WORDS = (
-    "river garden stone bridge winter market library trail heron meadow orchard lantern "
-    "harvest ridge compost sparrow willow ferry granite season valley thunder basket "
-    "cedar pepper signal harbor candle meadowlark quarry kettle"
-).split()
+WORDS = [
+    "river", "garden", "stone", "bridge", "winter", "market", "library", "trail", "heron",
+    "meadow", "orchard", "lantern", "harvest", "ridge", "compost", "sparrow", "willow", "ferry",
+    "granite", "season", "valley", "thunder", "basket", "cedar", "pepper", "signal", "harbor",
+    "candle", "meadowlark", "quarry", "kettle",
+]  # fmt: skip
 
 
 @functools.cache
@@ -76,8 +77,13 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
-    def _send(self, status: int, body: bytes | str = b"", ctype: str = "text/html; charset=utf-8",
-              headers: dict[str, str] | None = None) -> None:
+    def _send(
+        self,
+        status: int,
+        body: bytes | str = b"",
+        ctype: str = "text/html; charset=utf-8",
+        headers: dict[str, str] | None = None,
+    ) -> None:
         data = body.encode() if isinstance(body, str) else body
         self.send_response(status)
         self.send_header("Content-Type", ctype)
@@ -90,8 +96,9 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         st = self.server.state
         with st.lock:
-            st.log.append(Hit(time.monotonic(), self.path, self.client_address[0],
-                              dict(self.headers.items())))
+            st.log.append(
+                Hit(time.monotonic(), self.path, self.client_address[0], dict(self.headers.items()))
+            )
             st.active += 1
             st.max_active = max(st.max_active, st.active)
         try:
@@ -114,20 +121,27 @@ class Handler(BaseHTTPRequestHandler):
                 body = st.robots + (f"Sitemap: {origin}/sitemap.xml\n" if st.sitemap else "")
                 self._send(200, body, "text/plain")
         elif path == "/sitemap.xml" and st.sitemap:
-            self._send(200, '<?xml version="1.0"?><sitemapindex xmlns="http://www.sitemaps.org/'
-                       f'schemas/sitemap/0.9"><sitemap><loc>{origin}/sitemap-pages.xml.gz</loc>'
-                       "</sitemap></sitemapindex>", "application/xml")
+            self._send(
+                200,
+                '<?xml version="1.0"?><sitemapindex xmlns="http://www.sitemaps.org/'
+                f'schemas/sitemap/0.9"><sitemap><loc>{origin}/sitemap-pages.xml.gz</loc>'
+                "</sitemap></sitemapindex>",
+                "application/xml",
+            )
         elif path == "/sitemap-pages.xml.gz" and st.sitemap:
             urls = "".join(f"<url><loc>{origin}/orphan/{i}</loc></url>" for i in range(3))
             xml = f'<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">{urls}</urlset>'
             self._send(200, gzip.compress(xml.encode()), "application/gzip")
         elif path == "/":
-            links = "".join(f"<a href=\"/page/{i}\">{i}</a> " for i in range(min(st.pages, 5)))
-            links += "<a href=\"/private/secret\">secret</a>"
+            links = "".join(f'<a href="/page/{i}">{i}</a> ' for i in range(min(st.pages, 5)))
+            links += '<a href="/private/secret">secret</a>'
             self._send(200, f"<html><body><h1>home</h1>{links}</body></html>")
         elif path.startswith("/page/"):
-            self._send(200, page_html(int(path.rsplit("/", 1)[1]), st.pages),
-                       headers={"ETag": f'"p{path}"'})
+            self._send(
+                200,
+                page_html(int(path.rsplit("/", 1)[1]), st.pages),
+                headers={"ETag": f'"p{path}"'},
+            )
         elif path.startswith("/orphan/") or path.startswith("/private/"):
             self._send(200, f"<html><body><p>{path}</p></body></html>")
         else:
@@ -178,11 +192,19 @@ class Handler(BaseHTTPRequestHandler):
         elif path == "/no-type":
             self._send(200, b"\x89PNG\r\n\x1a\n\x00\x00\x00" + bytes(2000), "")
         elif path == "/wrong-charset":
-            self._send(200, "<html><body><p>Café crème, déjà vu, naïve façade</p></body></html>"
-                       .encode("cp1252"), "text/html; charset=utf-8")
+            self._send(
+                200,
+                "<html><body><p>Café crème, déjà vu, naïve façade</p></body></html>".encode(
+                    "cp1252"
+                ),
+                "text/html; charset=utf-8",
+            )
         elif path == "/malformed":
-            self._send(200, b"<html><body><p>broken <a href='/page/1'>one<div><a href=/page/2>"
-                       b"\xff\xfe<<<>>></table></html")
+            self._send(
+                200,
+                b"<html><body><p>broken <a href='/page/1'>one<div><a href=/page/2>"
+                b"\xff\xfe<<<>>></table></html",
+            )
         elif path == "/challenge":
             self._send(200, "<html><body><div class='g-recaptcha'></div></body></html>")
         elif path == "/gone":

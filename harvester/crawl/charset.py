@@ -38,10 +38,13 @@ def decode_html(body: bytes, content_type: str | None) -> tuple[str, str]:
     encoding, and pages labelled latin-1 are often really UTF-8); the declared charset if it
     decodes strictly; statistical detection; UTF-8 with replacement as the last resort.
     """
-    for bom, name in ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16_LE, "utf-16-le"),
-                      (codecs.BOM_UTF16_BE, "utf-16-be")):
+    for bom, name in (
+        (codecs.BOM_UTF8, "utf-8"),
+        (codecs.BOM_UTF16_LE, "utf-16-le"),
+        (codecs.BOM_UTF16_BE, "utf-16-be"),
+    ):
         if body.startswith(bom):
-            return body[len(bom):].decode(name, errors="replace"), name
+            return body[len(bom) :].decode(name, errors="replace"), name
     try:
         return body.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:

@@ -11,6 +11,7 @@ whose URLs are still unfinished in the catalog and are fetched again on resume.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -57,6 +58,7 @@ _FLUSH_BYTES = 32 * 1024 * 1024
 class _Domain:
     name: str
     controller: DomainRateController
+    slots: asyncio.Semaphore  # concurrent requests, shared by pages, robots.txt and sitemaps
     queue: deque[Claimed] = field(default_factory=deque)
     workers: int = 0
     fetched: int = 0
@@ -191,6 +193,7 @@ class Crawler:
                     max_retry_after=politeness.max_retry_after_s,
                     slow_response=politeness.slow_response_s,
                 ),
+                asyncio.Semaphore(politeness.concurrency_per_domain),
             )
             self._domains[name] = domain
         return domain
@@ -217,10 +220,8 @@ class Crawler:
                     return
                 continue
             self._wake.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=0.5)
-            except TimeoutError:
-                pass
 
     def _start_workers(self, domain: _Domain) -> None:
         cap = self.spec.politeness.concurrency_per_domain
@@ -237,8 +238,14 @@ class Crawler:
                     await self._crawl(domain, entry)
                 except Exception as exc:  # a bug must cost one URL, never the worker
                     logger.exception("internal error on %s", entry.url)
-                    self._record({"id": entry.id, "state": "done", "outcome": "failed",
-                                  "reason": f"internal/{type(exc).__name__}"})
+                    self._record(
+                        {
+                            "id": entry.id,
+                            "state": "done",
+                            "outcome": "failed",
+                            "reason": f"internal/{type(exc).__name__}",
+                        }
+                    )
                 finally:
                     self._active -= 1
         finally:
@@ -268,16 +275,21 @@ class Crawler:
                         self.stats.inc("retry/count")
                     result = await self._attempt(entry.url, domain, tried, headers, None)
         except FetchSkipped as exc:
-            self._record(outcome | {"outcome": "skipped", "reason": exc.reason,
-                                    "status": exc.status})
+            self._record(
+                outcome | {"outcome": "skipped", "reason": exc.reason, "status": exc.status}
+            )
             return
         except FetchError as exc:
-            self._record(outcome | {"outcome": "failed", "reason": exc.reason,
-                                    "status": exc.status})
+            self._record(
+                outcome | {"outcome": "failed", "reason": exc.reason, "status": exc.status}
+            )
             return
         outcome |= {
-            "status": result.status, "proxy": result.proxy, "final_url": result.final_url,
-            "content_type": result.content_type, "fetched_at": result.fetched_at,
+            "status": result.status,
+            "proxy": result.proxy,
+            "final_url": result.final_url,
+            "content_type": result.content_type,
+            "fetched_at": result.fetched_at,
             "etag": result.etag or entry.etag,
             "last_modified": result.last_modified or entry.last_modified,
         }
@@ -317,10 +329,13 @@ class Crawler:
         if proxy is not None:
             tried.add(proxy.url)
         await domain.controller.wait_turn()
-        async with self._global:
+        async with domain.slots, self._global:
             try:
                 result = await self._fetcher.fetch(
-                    url, proxy=proxy, headers=headers, before_hop=self._before_hop,
+                    url,
+                    proxy=proxy,
+                    headers=headers,
+                    before_hop=self._before_hop,
                     hop_rejection=self._hop_rejection if content_types is None else None,
                     content_types=content_types,
                 )
@@ -356,8 +371,9 @@ class Crawler:
         if exc.status in (403, 429):
             self.stats.inc(f"proxy/ban/{exc.status}")
             self._pool.report_ban(proxy, domain.name)
-            return ProxyFailure(exc.reason, status=exc.status,
-                                retry_after=getattr(exc, "retry_after", None))
+            return ProxyFailure(
+                exc.reason, status=exc.status, retry_after=getattr(exc, "retry_after", None)
+            )
         return exc
 
     async def _before_hop(self, url: str) -> Callable[[], None]:

@@ -7,6 +7,7 @@ This module is the only place httpx exceptions are seen; everything above it dea
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -72,7 +73,9 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
-def _guarded_transport(guard: NetworkGuard, http2: bool, limits: httpx.Limits) -> httpx.AsyncHTTPTransport:
+def _guarded_transport(
+    guard: NetworkGuard, http2: bool, limits: httpx.Limits
+) -> httpx.AsyncHTTPTransport:
     transport = httpx.AsyncHTTPTransport(http2=http2, limits=limits, trust_env=False)
     # httpx has no public hook for the network backend; swapping the pool is the supported
     # httpcore way to connect only to addresses the guard has judged.
@@ -130,8 +133,11 @@ class Fetcher:
                 else _guarded_transport(self._guard, self._http2, self._pool_limits)
             )
             client = httpx.AsyncClient(
-                transport=transport, timeout=self._timeout, headers=self._headers,
-                follow_redirects=False, trust_env=False,
+                transport=transport,
+                timeout=self._timeout,
+                headers=self._headers,
+                follow_redirects=False,
+                trust_env=False,
             )
             self._clients[key] = client
         return client
@@ -159,7 +165,11 @@ class Fetcher:
         try:
             async with asyncio.timeout(self._limits.timeout_s):
                 return await self._follow(
-                    url, proxy, headers or {}, before_hop, hop_rejection,
+                    url,
+                    proxy,
+                    headers or {},
+                    before_hop,
+                    hop_rejection,
                     self._limits.content_types if content_types is None else content_types,
                 )
         except TimeoutError as exc:
@@ -223,7 +233,9 @@ class Fetcher:
         status = response.status_code
         if status in (408, 429) or status >= 500:
             raise TransientFetchError(
-                f"status/{status}", f"HTTP {status}", status=status,
+                f"status/{status}",
+                f"HTTP {status}",
+                status=status,
                 retry_after=parse_retry_after(response.headers.get("retry-after")),
             )
         if status != 304 and not 200 <= status < 300:
@@ -289,10 +301,9 @@ class _TranslatedStream:
             self._sent()  # also when connecting failed: the domain's turn must end
 
     async def __aexit__(self, *exc_info: object) -> None:
-        try:
+        # Closing a broken stream may raise again; the outcome is already decided.
+        with contextlib.suppress(httpx.HTTPError):
             await self._cm.__aexit__(*exc_info)  # type: ignore[arg-type]
-        except httpx.HTTPError:
-            pass  # closing a broken stream; the outcome is already decided
 
 
 def _translate(exc: httpx.HTTPError, proxied: bool) -> FetchError:

@@ -39,8 +39,12 @@ def create_job(sessions: sessionmaker[Session], spec: JobSpec, state: str = "que
     with sessions.begin() as session:
         session.add(
             Job(
-                id=job_id, dataset=spec.dataset, spec=spec.model_dump(mode="json"),
-                spec_hash=spec.fingerprint(), state=state, created_at=datetime.now(UTC),
+                id=job_id,
+                dataset=spec.dataset,
+                spec=spec.model_dump(mode="json"),
+                spec_hash=spec.fingerprint(),
+                state=state,
+                created_at=datetime.now(UTC),
                 stats={},
             )
         )
@@ -52,8 +56,11 @@ def find_resumable(sessions: sessionmaker[Session], spec: JobSpec) -> str | None
     with sessions() as session:
         return session.scalar(
             select(Job.id)
-            .where(Job.dataset == spec.dataset, Job.spec_hash == spec.fingerprint(),
-                   Job.state.in_(RESUMABLE_STATES))
+            .where(
+                Job.dataset == spec.dataset,
+                Job.spec_hash == spec.fingerprint(),
+                Job.state.in_(RESUMABLE_STATES),
+            )
             .order_by(Job.created_at.desc())
             .limit(1)
         )
@@ -103,7 +110,9 @@ class Frontier:
                 .values(state="pending")
             )
             self._seen = set(
-                session.scalars(select(FrontierEntry.url).where(FrontierEntry.job_id == self.job_id))
+                session.scalars(
+                    select(FrontierEntry.url).where(FrontierEntry.job_id == self.job_id)
+                )
             )
         if self._seen:
             return []
@@ -132,9 +141,16 @@ class Frontier:
             self._seen.add(url)
             self._stats.inc("frontier/discovered")
             rows.append(
-                {"job_id": self.job_id, "url": url, "raw_url": raw[:8192],
-                 "domain": domain_of(url), "depth": depth, "priority": depth,
-                 "state": "pending", "attempts": 0}
+                {
+                    "job_id": self.job_id,
+                    "url": url,
+                    "raw_url": raw[:8192],
+                    "domain": domain_of(url),
+                    "depth": depth,
+                    "priority": depth,
+                    "state": "pending",
+                    "attempts": 0,
+                }
             )
         return rows
 
@@ -143,8 +159,9 @@ class Frontier:
         the validators earlier crawls of the dataset recorded, for conditional requests."""
         with self._sessions.begin() as session:
             query = (
-                select(FrontierEntry.id, FrontierEntry.url, FrontierEntry.domain,
-                       FrontierEntry.depth)
+                select(
+                    FrontierEntry.id, FrontierEntry.url, FrontierEntry.domain, FrontierEntry.depth
+                )
                 .where(FrontierEntry.job_id == self.job_id, FrontierEntry.state == "pending")
                 .order_by(FrontierEntry.priority, FrontierEntry.id)
                 .limit(limit)
@@ -161,7 +178,8 @@ class Frontier:
             )
             validators = (
                 self._validators(session, [r.url for r in rows])
-                if self._spec.conditional_requests else {}
+                if self._spec.conditional_requests
+                else {}
             )
         return [
             Claimed(r.id, r.url, r.domain, r.depth, *validators.get(r.url, (None, None)))
@@ -174,13 +192,15 @@ class Frontier:
         rows = session.execute(
             select(FrontierEntry.url, FrontierEntry.etag, FrontierEntry.last_modified)
             .join(Job, Job.id == FrontierEntry.job_id)
-            .where(Job.dataset == self._spec.dataset, Job.id != self.job_id,
-                   FrontierEntry.url.in_(urls), FrontierEntry.outcome == "fetched")
+            .where(
+                Job.dataset == self._spec.dataset,
+                Job.id != self.job_id,
+                FrontierEntry.url.in_(urls),
+                FrontierEntry.outcome == "fetched",
+            )
             .order_by(FrontierEntry.fetched_at)
         ).all()
-        return {
-            r.url: (r.etag, r.last_modified) for r in rows if r.etag or r.last_modified
-        }
+        return {r.url: (r.etag, r.last_modified) for r in rows if r.etag or r.last_modified}
 
     def commit(
         self,
@@ -194,8 +214,15 @@ class Frontier:
         with self._sessions.begin() as session:
             if part is not None:
                 path, rows, size = part
-                session.add(StagingPart(job_id=self.job_id, path=path, rows=rows, bytes=size,
-                                        created_at=datetime.now(UTC)))
+                session.add(
+                    StagingPart(
+                        job_id=self.job_id,
+                        path=path,
+                        rows=rows,
+                        bytes=size,
+                        created_at=datetime.now(UTC),
+                    )
+                )
             if new_rows:
                 session.execute(insert(FrontierEntry), list(new_rows))
             if outcomes:
@@ -205,7 +232,11 @@ class Frontier:
     def unfinished(self) -> int:
         """Entries without an outcome (pending or claimed)."""
         with self._sessions() as session:
-            return session.scalar(
-                select(func.count()).select_from(FrontierEntry)
-                .where(FrontierEntry.job_id == self.job_id, FrontierEntry.state != "done")
-            ) or 0
+            return (
+                session.scalar(
+                    select(func.count())
+                    .select_from(FrontierEntry)
+                    .where(FrontierEntry.job_id == self.job_id, FrontierEntry.state != "done")
+                )
+                or 0
+            )

@@ -203,9 +203,17 @@ class ProxyPool:
         now = self._clock()
         rows: list[dict[str, object]] = []
         for proxy in self.proxies:
-            banned = sorted(d for (pid, d), c in self._bans.items()
-                            if pid == id(proxy) and c.until > now)
+            banned = sorted(
+                d for (pid, d), c in self._bans.items() if pid == id(proxy) and c.until > now
+            )
             state = "dead" if proxy.dead.until > now else "cooling" if banned else "ok"
-            rows.append({"proxy": proxy.masked, "tier": proxy.tier, "uses": proxy.uses,
-                         "state": state, "banned_on": banned})
+            rows.append(
+                {
+                    "proxy": proxy.masked,
+                    "tier": proxy.tier,
+                    "uses": proxy.uses,
+                    "state": state,
+                    "banned_on": banned,
+                }
+            )
         return rows

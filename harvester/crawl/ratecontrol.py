@@ -2,9 +2,10 @@
 
 The ceiling is an aiolimiter leaky bucket of size one at the configured rate, acquired right
 before a request is sent; the next turn is measured from when the request actually left, so no
-two requests to a domain are ever closer than 1/rate, however late the event loop runs. Below it, the adaptive rate reacts to what the site says: Crawl-delay
-caps it, 429/503 halve it and pause the domain for Retry-After, error streaks and slow responses
-halve it, and each success adds a tenth of the ceiling back.
+two requests to a domain are ever closer than 1/rate, however late the event loop runs.
+Below it, the adaptive rate reacts to what the site says: Crawl-delay caps it, 429/503 halve
+it and pause the domain for Retry-After, error streaks and slow responses halve it, and each
+success adds a tenth of the ceiling back.
 """
 
 from __future__ import annotations

@@ -38,4 +38,3 @@ def parse_sitemap(body: bytes) -> Sitemap:
     if root.tag.rsplit("}", 1)[-1] == "sitemapindex":
         return Sitemap([], locs)
     return Sitemap(locs, [])
-

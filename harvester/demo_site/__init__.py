@@ -3,6 +3,7 @@ loopback so a crawl can be tried with no internet."""
 
 from __future__ import annotations
 
+import contextlib
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -19,7 +20,7 @@ class _Handler(SimpleHTTPRequestHandler):
         if content_type is None:
             super().do_GET()
             return
-        host = self.headers.get("Host") or "{}:{}".format(*self.server.server_address[:2])
+        host = self.headers.get("Host", "localhost")  # HTTP/1.1 clients always send it
         body = (PAGES / self.path.lstrip("/")).read_text().replace("{origin}", f"http://{host}")
         data = body.encode()
         self.send_response(200)
@@ -39,8 +40,5 @@ def make_demo_server(host: str = "127.0.0.1", port: int = 8080) -> ThreadingHTTP
 
 def serve_demo_site(host: str, port: int) -> None:
     """Serve the demo site until interrupted."""
-    with make_demo_server(host, port) as server:
-        try:
-            server.serve_forever()
-        except KeyboardInterrupt:
-            pass
+    with make_demo_server(host, port) as server, contextlib.suppress(KeyboardInterrupt):
+        server.serve_forever()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import posixpath
 import uuid
 from pathlib import Path
@@ -25,7 +26,11 @@ class BlobStore:
         """`file:///abs/path`, `s3://bucket/prefix` or a plain local path."""
         if url.startswith("s3://"):
             bucket_prefix = url.removeprefix("s3://").strip("/")
-            fs = pafs.S3FileSystem(endpoint_override=s3_endpoint) if s3_endpoint else pafs.S3FileSystem()
+            fs = (
+                pafs.S3FileSystem(endpoint_override=s3_endpoint)
+                if s3_endpoint
+                else pafs.S3FileSystem()
+            )
             return cls(fs, bucket_prefix)
         if url.startswith("file://"):
             url = url.removeprefix("file://")
@@ -60,16 +65,15 @@ class BlobStore:
         selector = pafs.FileSelector(self.path(prefix), allow_not_found=True, recursive=True)
         start = len(self.root) + 1
         return sorted(
-            info.path[start:] for info in self.fs.get_file_info(selector)
+            info.path[start:]
+            for info in self.fs.get_file_info(selector)
             if info.type == pafs.FileType.File
         )
 
     def delete(self, relative: str) -> None:
         """Remove a file if it exists."""
-        try:
+        with contextlib.suppress(FileNotFoundError):
             self.fs.delete_file(self.path(relative))
-        except FileNotFoundError:
-            pass
 
     def read_parquet(self, relative: str) -> pa.Table:
         """Read a whole Parquet file."""

@@ -22,8 +22,11 @@ HARVESTER = str(Path(sys.executable).with_name("harvester"))
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
-    return {**os.environ, "HARVESTER_DATABASE_URL": f"sqlite:///{tmp_path}/h.db",
-            "HARVESTER_STORAGE_URL": str(tmp_path / "store")}
+    return {
+        **os.environ,
+        "HARVESTER_DATABASE_URL": f"sqlite:///{tmp_path}/h.db",
+        "HARVESTER_STORAGE_URL": str(tmp_path / "store"),
+    }
 
 
 @pytest.fixture
@@ -37,7 +40,10 @@ def demo() -> Iterator[str]:
 def test_crawl_of_the_demo_site(tmp_path: Path, demo: str) -> None:
     done = subprocess.run(
         [HARVESTER, "crawl", demo, "--dataset", "demo", "--allow-private", "--rate", "50"],
-        env=_env(tmp_path), capture_output=True, text=True, timeout=120,
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     assert "demo: job" in done.stdout and "fetched 32," in done.stdout
@@ -48,8 +54,13 @@ def test_crawl_of_the_demo_site(tmp_path: Path, demo: str) -> None:
 
 
 def test_without_allow_private_loopback_is_refused(tmp_path: Path, demo: str) -> None:
-    done = subprocess.run([HARVESTER, "crawl", demo, "--dataset", "demo"],
-                          env=_env(tmp_path), capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [HARVESTER, "crawl", demo, "--dataset", "demo"],
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 1
     assert "fetched 0," in done.stdout
 
@@ -57,8 +68,13 @@ def test_without_allow_private_loopback_is_refused(tmp_path: Path, demo: str) ->
 def test_invalid_spec_is_a_clear_error(tmp_path: Path) -> None:
     spec = tmp_path / "spec.yaml"
     spec.write_text("dataset: demo\nseeds: [http://127.0.0.5/]\nlimits: {max_pages: -3}\n")
-    done = subprocess.run([HARVESTER, "crawl", "--spec", str(spec)],
-                          env=_env(tmp_path), capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [HARVESTER, "crawl", "--spec", str(spec)],
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2
     assert "limits.max_pages" in done.stderr and "Traceback" not in done.stderr
 
@@ -66,8 +82,9 @@ def test_invalid_spec_is_a_clear_error(tmp_path: Path) -> None:
 def _outcomes(db: Path) -> int:
     try:
         with sqlite3.connect(db) as conn:
-            return int(conn.execute(
-                "select count(*) from frontier where state = 'done'").fetchone()[0])
+            return int(
+                conn.execute("select count(*) from frontier where state = 'done'").fetchone()[0]
+            )
     except sqlite3.OperationalError:
         return 0
 
@@ -75,10 +92,21 @@ def _outcomes(db: Path) -> int:
 def test_sigkilled_crawl_resumes_without_refetching(tmp_path: Path) -> None:
     rate, concurrency = 20, 2
     site = start(SiteServer("127.0.0.6", SiteState(pages=120, sitemap=False)))
-    command = [HARVESTER, "crawl", site.origin + "/", "--dataset", "big", "--allow-private",
-               "--rate", str(rate), "--concurrency-per-domain", str(concurrency)]
-    first = subprocess.Popen(command, env=_env(tmp_path), stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
+    command = [
+        HARVESTER,
+        "crawl",
+        site.origin + "/",
+        "--dataset",
+        "big",
+        "--allow-private",
+        "--rate",
+        str(rate),
+        "--concurrency-per-domain",
+        str(concurrency),
+    ]
+    first = subprocess.Popen(
+        command, env=_env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 60
     while _outcomes(tmp_path / "h.db") < 40 and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -86,15 +114,17 @@ def test_sigkilled_crawl_resumes_without_refetching(tmp_path: Path) -> None:
     first.wait()
     fetched_before_kill = len(site.state.log)
 
-    second = subprocess.run(command, env=_env(tmp_path), capture_output=True, text=True,
-                            timeout=120)
+    second = subprocess.run(
+        command, env=_env(tmp_path), capture_output=True, text=True, timeout=120
+    )
     assert second.returncode == 0, second.stderr
     assert "resuming job" in second.stderr
 
     with sqlite3.connect(tmp_path / "h.db") as conn:
         states = Counter(r[0] for r in conn.execute("select state from frontier"))
         n_fetched = conn.execute(
-            "select count(*) from frontier where outcome = 'fetched'").fetchone()[0]
+            "select count(*) from frontier where outcome = 'fetched'"
+        ).fetchone()[0]
         parts = [r[0] for r in conn.execute("select path from staging_parts")]
         urls = [r[0] for r in conn.execute("select url from frontier")]
     assert set(states) == {"done"} and states["done"] > 60  # one outcome for every URL

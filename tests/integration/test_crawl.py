@@ -24,8 +24,11 @@ def outcomes(sessions: sessionmaker[Session], job_id: str) -> dict[str, Frontier
 def test_crawl_of_three_sites_records_one_outcome_per_url(
     catalog: sessionmaker[Session], sites: list[SiteServer], store: BlobStore
 ) -> None:
-    spec = {"dataset": "web", "seeds": [s.origin + "/" for s in sites],
-            "politeness": {"requests_per_second": 50, "concurrency_per_domain": 2}}
+    spec = {
+        "dataset": "web",
+        "seeds": [s.origin + "/" for s in sites],
+        "politeness": {"requests_per_second": 50, "concurrency_per_domain": 2},
+    }
     job_id, stats = crawl(spec, catalog, store)
 
     rows = outcomes(catalog, job_id)
@@ -36,7 +39,10 @@ def test_crawl_of_three_sites_records_one_outcome_per_url(
         assert rows[site.origin + "/orphan/0"].outcome == "fetched"  # found via sitemap index
         secret = rows[site.origin + "/private/secret"]
         assert (secret.outcome, secret.reason, secret.robots) == (
-            "skipped", "robots/disallowed", "disallowed")
+            "skipped",
+            "robots/disallowed",
+            "disallowed",
+        )
         fetched_paths = Counter(site.state.paths())
         assert "/private/secret" not in fetched_paths
         assert max(fetched_paths.values()) == 1, "a URL was fetched twice"
@@ -58,11 +64,14 @@ def test_second_crawl_of_dataset_sends_conditional_requests(
     sqlite_catalog: sessionmaker[Session], sites: list[SiteServer], store: BlobStore
 ) -> None:
     site = sites[0]
-    spec = {"dataset": "web", "seeds": [site.origin + "/page/0"],
-            "scope": {"max_depth": 0, "sitemaps": False},
-            "politeness": {"requests_per_second": 50}}
+    spec = {
+        "dataset": "web",
+        "seeds": [site.origin + "/page/0"],
+        "scope": {"max_depth": 0, "sitemaps": False},
+        "politeness": {"requests_per_second": 50},
+    }
     crawl(spec, sqlite_catalog, store)
-    job_id, _ = crawl(spec, sqlite_catalog, store)
+    _job_id, _ = crawl(spec, sqlite_catalog, store)
     first, second = [h for h in site.state.log if h.path == "/page/0"]
     assert "If-None-Match" not in first.headers
     assert second.headers["If-None-Match"] == '"p/page/0"'
@@ -73,15 +82,21 @@ def test_second_crawl_of_dataset_sends_conditional_requests(
     [("404", ("fetched", None)), ("500", ("skipped", "robots/unavailable"))],
 )
 def test_robots_status_semantics_follow_rfc9309(
-    sqlite_catalog: sessionmaker[Session], sites: list[SiteServer], store: BlobStore,
-    robots: str, expected: tuple[str, str | None],
+    sqlite_catalog: sessionmaker[Session],
+    sites: list[SiteServer],
+    store: BlobStore,
+    robots: str,
+    expected: tuple[str, str | None],
 ) -> None:
     site = sites[0]
     site.state.robots = robots
-    spec = {"dataset": "web", "seeds": [site.origin + "/page/1"],
-            "scope": {"max_depth": 0, "sitemaps": False},
-            "politeness": {"requests_per_second": 100},
-            "retry": {"max_attempts": 2, "backoff_initial_s": 0.01}}
+    spec = {
+        "dataset": "web",
+        "seeds": [site.origin + "/page/1"],
+        "scope": {"max_depth": 0, "sitemaps": False},
+        "politeness": {"requests_per_second": 100},
+        "retry": {"max_attempts": 2, "backoff_initial_s": 0.01},
+    }
     job_id, _ = crawl(spec, sqlite_catalog, store)
     row = outcomes(sqlite_catalog, job_id)[site.origin + "/page/1"]
     assert (row.outcome, row.reason) == expected

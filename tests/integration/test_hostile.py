@@ -44,15 +44,19 @@ def test_fault_endpoints_end_in_the_expected_outcome(
     }
     job_id, _ = crawl(spec, sqlite_catalog, store)
     with sqlite_catalog() as session:
-        rows = {r.url.removeprefix(site.origin): r for r in session.scalars(
-            select(FrontierEntry).where(FrontierEntry.job_id == job_id))}
+        rows = {
+            r.url.removeprefix(site.origin): r
+            for r in session.scalars(select(FrontierEntry).where(FrontierEntry.job_id == job_id))
+        }
         parts = session.scalars(select(StagingPart.path)).all()
     assert {path: (rows[path].outcome, rows[path].reason) for path in FAULTS} == FAULTS
     assert rows["/flaky"].attempts == 3
     assert rows["/always-503"].attempts == 3
     assert rows["/gone"].attempts == 1
-    staged = {r["url"].removeprefix(site.origin): r
-              for r in pq.read_table([store.path(p) for p in parts]).to_pylist()}
+    staged = {
+        r["url"].removeprefix(site.origin): r
+        for r in pq.read_table([store.path(p) for p in parts]).to_pylist()
+    }
     text, encoding = decode_html(staged["/wrong-charset"]["body"], "text/html; charset=utf-8")
     assert "Café crème, déjà vu" in text
     assert staged["/wrong-charset"]["encoding"] == encoding != "utf-8"

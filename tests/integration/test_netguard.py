@@ -54,17 +54,28 @@ def test_guard_is_checked_on_every_redirect_hop(
 ) -> None:
     allowed, other = sites[0], sites[1]
     guard = NetworkGuard(allow_private=False, allowed_networks=["127.0.0.2/32"])
-    spec = {"dataset": "web",
-            "seeds": [allowed.origin + "/to-loopback", allowed.origin + "/to-metadata",
-                      allowed.origin + "/page/1", other.origin + "/page/1"],
-            # Scope admits the targets, so it is the guard that must refuse them.
-            "scope": {"max_depth": 0, "sitemaps": False, "allowed_domains": [
-                "127.0.0.1", "127.0.0.2", "127.0.0.3", "169.254.169.254"]},
-            "politeness": {"requests_per_second": 100, "respect_robots": False}}
+    spec = {
+        "dataset": "web",
+        "seeds": [
+            allowed.origin + "/to-loopback",
+            allowed.origin + "/to-metadata",
+            allowed.origin + "/page/1",
+            other.origin + "/page/1",
+        ],
+        # Scope admits the targets, so it is the guard that must refuse them.
+        "scope": {
+            "max_depth": 0,
+            "sitemaps": False,
+            "allowed_domains": ["127.0.0.1", "127.0.0.2", "127.0.0.3", "169.254.169.254"],
+        },
+        "politeness": {"requests_per_second": 100, "respect_robots": False},
+    }
     job_id, _ = crawl(spec, sqlite_catalog, store, guard=guard)
     with sqlite_catalog() as session:
-        rows = {r.url: (r.outcome, r.reason) for r in session.scalars(
-            select(FrontierEntry).where(FrontierEntry.job_id == job_id))}
+        rows = {
+            r.url: (r.outcome, r.reason)
+            for r in session.scalars(select(FrontierEntry).where(FrontierEntry.job_id == job_id))
+        }
     assert rows[allowed.origin + "/to-loopback"] == ("failed", "blocked/loopback")
     assert rows[allowed.origin + "/to-metadata"] == ("failed", "blocked/link-local")
     assert rows[allowed.origin + "/page/1"] == ("fetched", None)

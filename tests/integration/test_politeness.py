@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from sqlalchemy.orm import Session, sessionmaker
 
 from harvester.store.blob import BlobStore
@@ -11,15 +13,18 @@ from tests.webtest import SiteServer
 
 def gaps(site: SiteServer) -> list[float]:
     times = sorted(hit.t for hit in site.state.log)
-    return [b - a for a, b in zip(times, times[1:], strict=False)]
+    return [b - a for a, b in itertools.pairwise(times)]
 
 
 def test_requests_to_a_domain_are_never_closer_than_one_over_rate(
     sqlite_catalog: sessionmaker[Session], sites: list[SiteServer], store: BlobStore
 ) -> None:
     rate = 20.0
-    spec = {"dataset": "web", "seeds": [s.origin + "/" for s in sites],
-            "politeness": {"requests_per_second": rate, "concurrency_per_domain": 4}}
+    spec = {
+        "dataset": "web",
+        "seeds": [s.origin + "/" for s in sites],
+        "politeness": {"requests_per_second": rate, "concurrency_per_domain": 4},
+    }
     crawl(spec, sqlite_catalog, store)
     for site in sites:
         assert len(site.state.log) > 20
@@ -31,8 +36,11 @@ def test_concurrency_per_domain_is_capped(
 ) -> None:
     site = sites[0]
     site.state.delay_s = 0.2  # slow answers: without the cap, requests would pile up
-    spec = {"dataset": "web", "seeds": [site.origin + "/"],
-            "politeness": {"requests_per_second": 200, "concurrency_per_domain": 2}}
+    spec = {
+        "dataset": "web",
+        "seeds": [site.origin + "/"],
+        "politeness": {"requests_per_second": 200, "concurrency_per_domain": 2},
+    }
     crawl(spec, sqlite_catalog, store)
     assert site.state.max_active == 2
 
@@ -43,23 +51,28 @@ def test_crawl_delay_lowers_the_rate(
     site = sites[0]
     site.state.robots = "User-agent: *\nCrawl-delay: 0.3\n"
     site.state.pages = 6
-    spec = {"dataset": "web", "seeds": [site.origin + "/"],
-            "politeness": {"requests_per_second": 50, "concurrency_per_domain": 2}}
+    spec = {
+        "dataset": "web",
+        "seeds": [site.origin + "/"],
+        "politeness": {"requests_per_second": 50, "concurrency_per_domain": 2},
+    }
     crawl(spec, sqlite_catalog, store)
     # The robots.txt request itself precedes the rule, so judge the gaps after it.
     after_robots = sorted(h.t for h in site.state.log[1:])
-    assert min(b - a for a, b in zip(after_robots, after_robots[1:], strict=False)) >= 0.95 * 0.3
+    assert min(b - a for a, b in itertools.pairwise(after_robots)) >= 0.95 * 0.3
 
 
 def test_retry_after_is_honoured_and_one_slow_domain_does_not_block_others(
     sqlite_catalog: sessionmaker[Session], sites: list[SiteServer], store: BlobStore
 ) -> None:
     slow, fast = sites[0], sites[1]
-    spec = {"dataset": "web",
-            "seeds": [slow.origin + "/retry-after", fast.origin + "/"],
-            "scope": {"sitemaps": False},
-            "politeness": {"requests_per_second": 50},
-            "retry": {"backoff_initial_s": 0.01}}
+    spec = {
+        "dataset": "web",
+        "seeds": [slow.origin + "/retry-after", fast.origin + "/"],
+        "scope": {"sitemaps": False},
+        "politeness": {"requests_per_second": 50},
+        "retry": {"backoff_initial_s": 0.01},
+    }
     crawl(spec, sqlite_catalog, store)
     hits = [h.t for h in slow.state.log if h.path == "/retry-after"]
     assert len(hits) == 2 and hits[1] - hits[0] >= 0.95  # Retry-After: 1

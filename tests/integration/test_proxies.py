@@ -18,18 +18,24 @@ from tests.webtest import SiteServer
 
 
 def _spec(site: SiteServer) -> dict[str, object]:
-    return {"dataset": "web", "seeds": [site.origin + "/"], "scope": {"sitemaps": False},
-            "politeness": {"requests_per_second": 100, "concurrency_per_domain": 2},
-            "retry": {"max_attempts": 6, "backoff_initial_s": 0.01}}
+    return {
+        "dataset": "web",
+        "seeds": [site.origin + "/"],
+        "scope": {"sitemaps": False},
+        "politeness": {"requests_per_second": 100, "concurrency_per_domain": 2},
+        "retry": {"max_attempts": 6, "backoff_initial_s": 0.01},
+    }
 
 
 def test_round_robin_over_http_with_credentials_and_socks5(
-    sqlite_catalog: sessionmaker[Session], sites: list[SiteServer], store: BlobStore,
+    sqlite_catalog: sessionmaker[Session],
+    sites: list[SiteServer],
+    store: BlobStore,
     proxies: Proxies,
 ) -> None:
     site = sites[0]
     pool = ProxyPool("default", PoolConfig(proxies=[proxies.http1, proxies.http2, proxies.socks]))
-    job_id, stats = crawl(_spec(site), sqlite_catalog, store, pool=pool)
+    job_id, _stats = crawl(_spec(site), sqlite_catalog, store, pool=pool)
 
     peers = Counter(hit.peer for hit in site.state.log)
     assert set(peers) == {"127.0.0.21", "127.0.0.22", "127.0.0.23"}  # never direct
@@ -38,20 +44,26 @@ def test_round_robin_over_http_with_credentials_and_socks5(
         rows = session.scalars(select(FrontierEntry).where(FrontierEntry.job_id == job_id)).all()
         job = session.get(Job, job_id)
     assert all(r.outcome == "fetched" for r in rows if r.robots == "allowed")
-    assert {r.proxy for r in rows if r.proxy} == {proxies.http1, "http://***@127.0.0.22:" +
-                                       proxies.http2.rsplit(":", 1)[1], proxies.socks}
+    assert {r.proxy for r in rows if r.proxy} == {
+        proxies.http1,
+        "http://***@127.0.0.22:" + proxies.http2.rsplit(":", 1)[1],
+        proxies.socks,
+    }
     dump = repr([vars(r) for r in rows]) + repr(job.stats if job else None)
     assert "s3cret" not in dump and "alice" not in dump
 
 
 def test_banned_and_dead_proxies_stop_receiving_traffic(
-    sqlite_catalog: sessionmaker[Session], sites: list[SiteServer], store: BlobStore,
+    sqlite_catalog: sessionmaker[Session],
+    sites: list[SiteServer],
+    store: BlobStore,
     proxies: Proxies,
 ) -> None:
     site = sites[0]
     before = proxies.forbidding.hits  # type: ignore[attr-defined]
-    config = PoolConfig(proxies=[proxies.forbidding_url, proxies.dead_url, proxies.http1],
-                        cooldown_s=60)
+    config = PoolConfig(
+        proxies=[proxies.forbidding_url, proxies.dead_url, proxies.http1], cooldown_s=60
+    )
     pool = ProxyPool("default", config)
     job_id, stats = crawl(_spec(site), sqlite_catalog, store, pool=pool)
 
@@ -70,11 +82,13 @@ def test_banned_and_dead_proxies_stop_receiving_traffic(
 
 
 def test_a_domain_that_blocks_the_cheap_tier_escalates(
-    sqlite_catalog: sessionmaker[Session], sites: list[SiteServer], store: BlobStore,
+    sqlite_catalog: sessionmaker[Session],
+    sites: list[SiteServer],
+    store: BlobStore,
     proxies: Proxies,
 ) -> None:
     site = sites[0]
     pool = ProxyPool("default", PoolConfig(tiers=[[proxies.forbidding_url], [proxies.socks]]))
-    job_id, _ = crawl(_spec(site), sqlite_catalog, store, pool=pool)
+    _job_id, _ = crawl(_spec(site), sqlite_catalog, store, pool=pool)
     assert {h.peer for h in site.state.log} == {"127.0.0.23"}
     assert all(r["state"] != "dead" for r in pool.health())
