@@ -16,6 +16,7 @@ Scrapy is installed on first run into bench/.venv-scrapy (bench-only, not a depe
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import random
 import resource
@@ -29,9 +30,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SCRAPY_VENV = HERE / ".venv-scrapy"
-WORDS = (Path(__file__).read_text().split())  # any prose will do for page bodies
+WORDS = [w for w in Path(__file__).read_text().split() if w.isalpha()]  # any prose will do
 
-SPIDER = '''
+SPIDER = """
 import scrapy
 from urllib.parse import urlsplit
 class Bench(scrapy.Spider):
@@ -44,7 +45,7 @@ class Bench(scrapy.Spider):
         yield {"url": response.url}
         for href in response.css("a::attr(href)").getall():
             yield response.follow(href, self.parse)
-'''
+"""
 
 
 def free_port(host: str) -> int:
@@ -57,12 +58,15 @@ def build_site(root: Path, pages: int, seed: int) -> None:
     rng = random.Random(seed)
     root.mkdir(parents=True)
     for i in range(pages):
-        links = "".join(f'<li><a href="/p{rng.randrange(pages)}.html">more</a></li>'
-                        for _ in range(5)) + f'<li><a href="/p{(i + 1) % pages}.html">next</a></li>'
+        links = (
+            "".join(f'<li><a href="/p{rng.randrange(pages)}.html">more</a></li>' for _ in range(5))
+            + f'<li><a href="/p{(i + 1) % pages}.html">next</a></li>'
+        )
         prose = " ".join(rng.choice(WORDS) for _ in range(700))
         (root / f"p{i}.html").write_text(
             f"<html><head><title>Page {i}</title></head><body><nav><a href='/'>home</a></nav>"
-            f"<article><h1>Page {i}</h1><p>{prose}</p></article><ul>{links}</ul></body></html>")
+            f"<article><h1>Page {i}</h1><p>{prose}</p></article><ul>{links}</ul></body></html>"
+        )
     (root / "index.html").write_text('<html><body><a href="/p0.html">start</a></body></html>')
 
 
@@ -73,14 +77,29 @@ class Sites:
         self.logs = []
         for d in range(domains):
             host = f"127.0.0.{40 + d}"
-            root = work / f"site{d}"
+            root = work / f"site{d}-{pages}"
             if not root.exists():
                 build_site(root, pages, d)
             port = free_port(host)
             log = work / f"log-{d}-{time.time_ns()}.txt"
-            self.procs.append(subprocess.Popen(
-                [sys.executable, str(HERE / "site.py"), "--host", host, "--port", str(port),
-                 "--root", str(root), "--log", str(log), "--min-gap", str(min_gap)]))
+            self.procs.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        str(HERE / "site.py"),
+                        "--host",
+                        host,
+                        "--port",
+                        str(port),
+                        "--root",
+                        str(root),
+                        "--log",
+                        str(log),
+                        "--min-gap",
+                        str(min_gap),
+                    ]
+                )
+            )
             self.origins.append(f"http://{host}:{port}/")
             self.logs.append(log)
         for origin in self.origins:
@@ -106,14 +125,37 @@ class Sites:
 
 
 def run_harvester(work: Path, seeds: list[str], rate: float, conc: int, pages: int) -> float:
-    env = {**os.environ, "HARVESTER_DATABASE_URL": f"sqlite:///{work}/h-{time.time_ns()}.db",
-           "HARVESTER_STORAGE_URL": str(work / "store")}
+    env = {
+        **os.environ,
+        "HARVESTER_DATABASE_URL": f"sqlite:///{work}/h-{time.time_ns()}.db",
+        "HARVESTER_STORAGE_URL": str(work / "store"),
+    }
+    spec = work / "spec.json"
+    spec.write_text('{"dataset": "bench", "seeds": ["http://x/"], "scope": {"max_depth": 100000}}')
     started = time.monotonic()
-    subprocess.run([str(Path(sys.executable).with_name("harvester")), "crawl", *seeds,
-                    "--dataset", "bench", "--allow-private", "--rate", str(rate),
-                    "--concurrency-per-domain", str(conc), "--max-pages", str(pages),
-                    "--no-progress", "--fresh"],
-                   env=env, check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [
+            str(Path(sys.executable).with_name("harvester")),
+            "crawl",
+            *seeds,
+            "--spec",
+            str(spec),
+            "--dataset",
+            "bench",
+            "--allow-private",
+            "--rate",
+            str(rate),
+            "--concurrency-per-domain",
+            str(conc),
+            "--max-pages",
+            str(pages),
+            "--no-progress",
+            "--fresh",
+        ],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     return time.monotonic() - started
 
 
@@ -130,24 +172,48 @@ def run_scrapy(work: Path, seeds: list[str], delay: float, conc: int, pages: int
     spider.write_text(SPIDER)
     started = time.monotonic()
     subprocess.run(
-        [str(ensure_scrapy()), "-m", "scrapy", "runspider", str(spider), "-a",
-         f"seeds={','.join(seeds)}", "-s", "LOG_LEVEL=ERROR", "-s", "ROBOTSTXT_OBEY=False",
-         "-s", f"DOWNLOAD_DELAY={delay}", "-s", "RANDOMIZE_DOWNLOAD_DELAY=False",
-         "-s", f"CONCURRENT_REQUESTS_PER_DOMAIN={conc}", "-s", "CONCURRENT_REQUESTS=64",
-         "-s", f"CLOSESPIDER_PAGECOUNT={pages}", "-s", "TELNETCONSOLE_ENABLED=False"],
-        check=True, cwd=work)
+        [
+            str(ensure_scrapy()),
+            "-m",
+            "scrapy",
+            "runspider",
+            str(spider),
+            "-a",
+            f"seeds={','.join(seeds)}",
+            "-s",
+            "LOG_LEVEL=ERROR",
+            "-s",
+            "ROBOTSTXT_OBEY=False",
+            "-s",
+            f"DOWNLOAD_DELAY={delay}",
+            "-s",
+            "RANDOMIZE_DOWNLOAD_DELAY=False",
+            "-s",
+            f"CONCURRENT_REQUESTS_PER_DOMAIN={conc}",
+            "-s",
+            "CONCURRENT_REQUESTS=64",
+            "-s",
+            f"CLOSESPIDER_PAGECOUNT={pages}",
+            "-s",
+            "TELNETCONSOLE_ENABLED=False",
+        ],
+        check=True,
+        cwd=work,
+    )
     return time.monotonic() - started
 
 
 def politeness_report(name: str, hits: list[list[tuple[float, str]]], rate: float) -> None:
     total = sum(len(h) for h in hits)
     span = max(h[-1][0] for h in hits if h) - min(h[0][0] for h in hits if h)
-    gaps = [b[0] - a[0] for h in hits for a, b in zip(h, h[1:])]
+    gaps = [b[0] - a[0] for h in hits for a, b in itertools.pairwise(h)]
     short = sum(g < 0.95 / rate for g in gaps)
     per_domain = [len(h) / (h[-1][0] - h[0][0]) for h in hits if len(h) > 1]
-    print(f"  {name:10s} requests {total}  efficiency {total / span / (rate * len(hits)):.3f}  "
-          f"min gap {min(gaps) * rate:.3f}/r  gaps<0.95/r {short} ({short / len(gaps):.1%})  "
-          f"max per-domain rate {max(per_domain):.2f}/s (limit {rate})")
+    print(
+        f"  {name:10s} requests {total}  efficiency {total / span / (rate * len(hits)):.3f}  "
+        f"min gap {min(gaps) * rate:.3f}/r  gaps<0.95/r {short} ({short / len(gaps):.1%})  "
+        f"max per-domain rate {max(per_domain):.2f}/s (limit {rate})"
+    )
 
 
 def main() -> None:
@@ -167,27 +233,36 @@ def main() -> None:
         fetched = sum(len(h) for h in sites.hits())
         rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         sites.close()
-        print(f"raw      harvester  {fetched} pages in {elapsed:.1f}s = {fetched / elapsed:.0f} "
-              f"pages/s  peak RSS {rss:.0f} MiB")
+        print(
+            f"raw      harvester  {fetched} pages in {elapsed:.1f}s = {fetched / elapsed:.0f} "
+            f"pages/s  peak RSS {rss:.0f} MiB"
+        )
         if not args.no_scrapy:
             ensure_scrapy()
             sites = Sites(work, args.domains, args.pages_per_domain, 0.0)
             s_elapsed = run_scrapy(work, sites.origins, 0.0, 16, total)
             s_fetched = sum(len(h) for h in sites.hits())
             sites.close()
-            print(f"raw      scrapy     {s_fetched} pages in {s_elapsed:.1f}s = "
-                  f"{s_fetched / s_elapsed:.0f} pages/s")
-            print(f"raw      ratio harvester/scrapy = "
-                  f"{(fetched / elapsed) / (s_fetched / s_elapsed):.2f}")
-        print(f"politeness: rate {args.rate}/s per domain x {args.domains} domains, "
-              f"{args.polite_pages} pages; servers answer 429 under {0.95 / args.rate:.3f}s")
-        sites = Sites(work, args.domains, args.pages_per_domain, 0.95 / args.rate)
+            print(
+                f"raw      scrapy     {s_fetched} pages in {s_elapsed:.1f}s = "
+                f"{s_fetched / s_elapsed:.0f} pages/s"
+            )
+            print(
+                f"raw      ratio harvester/scrapy = "
+                f"{(fetched / elapsed) / (s_fetched / s_elapsed):.2f}"
+            )
+        print(
+            f"politeness: rate {args.rate}/s per domain x {args.domains} domains, "
+            f"{args.polite_pages} pages; servers answer 429 under {0.95 / args.rate:.3f}s"
+        )
+        per_domain = args.polite_pages // args.domains
+        sites = Sites(work, args.domains, per_domain, 0.95 / args.rate)
         run_harvester(work, sites.origins, args.rate, 2, args.polite_pages)
         hits = sites.hits()
         sites.close()
         politeness_report("harvester", hits, args.rate)
         if not args.no_scrapy:
-            sites = Sites(work, args.domains, args.pages_per_domain, 0.95 / args.rate)
+            sites = Sites(work, args.domains, per_domain, 0.95 / args.rate)
             run_scrapy(work, sites.origins, 1 / args.rate, 2, args.polite_pages)
             hits = sites.hits()
             sites.close()
