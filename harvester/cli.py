@@ -15,15 +15,18 @@ from rich.table import Table
 
 from harvester.catalog.db import open_catalog
 from harvester.config import Settings
+from harvester.cpu import CpuPool
 from harvester.crawl.crawler import Crawler
 from harvester.crawl.frontier import create_job, find_resumable
 from harvester.crawl.netguard import NetworkGuard
 from harvester.crawl.proxies import ProxyPool, load_proxies_file
 from harvester.crawl.staging import staging_prefix
 from harvester.demo_site import serve_demo_site
-from harvester.errors import ConfigurationError
+from harvester.errors import BuildError, ConfigurationError, NotFound, StorageError
+from harvester.jobs import build_snapshot
 from harvester.spec import JobSpec, load_spec_file, parse_spec
 from harvester.store.blob import BlobStore
+from harvester.store.snapshots import Snapshots, parse_ref, version_prefix
 
 app = typer.Typer(
     help="Harvester: crawl the web politely and build versioned datasets.",
@@ -109,7 +112,7 @@ def crawl(
     ] = False,
     progress: Annotated[bool, typer.Option(help="Show the live progress table.")] = True,
 ) -> None:
-    """Run one crawl job in this process and write its pages as staging Parquet."""
+    """Run one crawl job in this process, then build and commit the dataset's next snapshot."""
     settings = Settings()
     try:
         job_spec = _build_spec(
@@ -147,8 +150,9 @@ def crawl(
     guard = NetworkGuard(
         allow_private or settings.allow_private_networks, settings.allowed_networks
     )
-    crawler = Crawler(job_spec, job_id, sessions, store, proxy_pool=pool, guard=guard)
-    finished = asyncio.run(_run_with_progress(crawler, progress and sys.stderr.isatty()))
+    with CpuPool() as cpu:
+        crawler = Crawler(job_spec, job_id, sessions, store, proxy_pool=pool, guard=guard, cpu=cpu)
+        finished = asyncio.run(_run_with_progress(crawler, progress and sys.stderr.isatty()))
     stats = crawler.stats
     fetched = stats.get("fetch/outcome/fetched")
     print(
@@ -162,6 +166,72 @@ def crawl(
         raise typer.Exit(130)
     if fetched + stats.get("fetch/outcome/not-modified") == 0:
         raise typer.Exit(1)
+    console.print("building the snapshot…")
+    try:
+        manifest = build_snapshot(sessions, store, job_id, job_spec)
+    except BuildError as exc:
+        console.print(f"[red]build failed:[/] {exc}")
+        raise typer.Exit(1) from exc
+    splits = ", ".join(f"{name} {info.rows}" for name, info in manifest.splits.items())
+    print(f"{manifest.dataset}@v{manifest.version}: {manifest.rows} documents ({splits})")
+    print(f"snapshot: {store.path(version_prefix(manifest.dataset, manifest.version))}")
+
+
+datasets_app = typer.Typer(help="List, show and download dataset snapshots.", no_args_is_help=True)
+app.add_typer(datasets_app, name="datasets")
+
+
+def _snapshots() -> Snapshots:
+    settings = Settings()
+    return Snapshots(BlobStore.from_url(settings.storage_url, settings.s3_endpoint))
+
+
+@datasets_app.command("list")
+def datasets_list() -> None:
+    """Every dataset with its latest version, documents and size."""
+    snapshots = _snapshots()
+    table = Table("dataset", "latest", "versions", "documents", "bytes", "created")
+    for name in snapshots.datasets():
+        manifest = snapshots.manifest(name)
+        table.add_row(
+            name,
+            f"v{manifest.version}",
+            str(len(snapshots.versions(name))),
+            str(manifest.rows),
+            str(manifest.data_bytes),
+            f"{manifest.created_at:%Y-%m-%d %H:%M}",
+        )
+    Console().print(table)
+
+
+@datasets_app.command("show")
+def datasets_show(
+    ref: Annotated[str, typer.Argument(help="NAME or NAME@vN (latest by default).")],
+) -> None:
+    """Print a snapshot's manifest (JSON)."""
+    try:
+        name, version = parse_ref(ref)
+        manifest = _snapshots().manifest(name, version)
+    except NotFound as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from exc
+    print(manifest.to_json().decode())
+
+
+@datasets_app.command("download")
+def datasets_download(
+    ref: Annotated[str, typer.Argument(help="NAME or NAME@vN (latest by default).")],
+    target: Annotated[Path, typer.Argument(help="Directory to copy the snapshot into.")],
+) -> None:
+    """Copy a snapshot to DIR/NAME/vN, verifying every file against the manifest."""
+    try:
+        name, version = parse_ref(ref)
+        manifest = _snapshots().download(name, version, target)
+    except (NotFound, StorageError) as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2 if isinstance(exc, NotFound) else 1) from exc
+    print(f"{name}@v{manifest.version}: {len(manifest.files)} files verified")
+    print(target / name / f"v{manifest.version}")
 
 
 @app.command("demo-site")

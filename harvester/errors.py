@@ -3,6 +3,9 @@
     HarvesterError
     ├── ConfigurationError          bad settings, spec or proxies file
     ├── StorageError                catalog or blob store trouble
+    │   └── NotFound                no such dataset, version or file
+    ├── BuildError                  a snapshot could not be built; nothing was committed
+    │   └── LeakageError            duplicates or URLs cross splits
     └── FetchError                  one URL could not be fetched
         ├── TransientFetchError     worth another attempt (timeouts, resets, 5xx, 429)
         │   └── ProxyFailure        the proxy itself failed; retry through another one
@@ -27,6 +30,18 @@ class ConfigurationError(HarvesterError):
 
 class StorageError(HarvesterError):
     """The catalog or the blob store failed."""
+
+
+class NotFound(StorageError):
+    """No such dataset, snapshot version or file."""
+
+
+class BuildError(HarvesterError):
+    """A snapshot could not be built; the previous versions are untouched."""
+
+
+class LeakageError(BuildError):
+    """The leakage check found duplicates or URLs in two splits; the snapshot was refused."""
 
 
 class FetchError(HarvesterError):

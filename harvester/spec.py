@@ -6,10 +6,18 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from harvester.errors import ConfigurationError
 
@@ -96,6 +104,104 @@ class Retry(_Section):
     backoff_max_s: Annotated[float, Field(ge=0)] = 60.0
 
 
+class Extraction(_Section):
+    """How main text is taken out of a page (trafilatura, selectolax as the fallback)."""
+
+    markdown: bool = False
+    """Also keep the main text as markdown (a `markdown` column)."""
+    fast: bool = False
+    """trafilatura's fast mode: no fallback extractors (see bench/extract.py for the trade)."""
+    include_comments: bool = False
+    include_tables: bool = True
+    time_budget_s: Annotated[float, Field(gt=0, le=600)] = 5.0
+    """Per-page budget; past it the page is extracted by the cheap fallback and counted."""
+
+
+class Quality(_Section):
+    """Document-level rules (Gopher/C4 style); every drop is counted by rule."""
+
+    min_words: Annotated[int, Field(ge=0)] = 50
+    max_words: Annotated[int, Field(ge=1)] = 200_000
+    languages: list[str] = ["en"]
+    """ISO 639-1 codes kept; empty keeps every language."""
+    min_language_score: Annotated[float, Field(ge=0, le=1)] = 0.5
+    min_mean_word_length: Annotated[float, Field(ge=0)] = 3.0
+    max_mean_word_length: Annotated[float, Field(gt=0)] = 10.0
+    max_symbol_word_ratio: Annotated[float, Field(ge=0)] = 0.1
+    min_alpha_word_ratio: Annotated[float, Field(ge=0, le=1)] = 0.8
+    max_bullet_line_ratio: Annotated[float, Field(ge=0, le=1)] = 0.9
+    max_ellipsis_line_ratio: Annotated[float, Field(ge=0, le=1)] = 0.3
+    min_punctuated_line_ratio: Annotated[float, Field(ge=0, le=1)] = 0.1
+    """Share of lines ending in terminal punctuation (C4); menus and link lists fail it."""
+    max_duplicate_line_ratio: Annotated[float, Field(ge=0, le=1)] = 0.3
+    max_duplicate_paragraph_ratio: Annotated[float, Field(ge=0, le=1)] = 0.3
+    max_top_ngram_ratio: Annotated[float, Field(ge=0, le=1)] = 0.2
+    """Characters covered by the most frequent 2-gram (3- and 4-grams scaled as in Gopher)."""
+    max_duplicate_ngram_ratio: Annotated[float, Field(ge=0, le=1)] = 0.15
+    """Characters in repeated 5-grams (6..10-grams scaled down as in Gopher)."""
+
+
+PiiAction = Literal["mask", "drop", "keep"]
+
+
+class Pii(_Section):
+    """What to do with each kind of personal data: mask it, drop the document, or keep it."""
+
+    email: PiiAction = "mask"
+    phone: PiiAction = "mask"
+    ip: PiiAction = "mask"
+    card: PiiAction = "mask"
+    iban: PiiAction = "mask"
+    ssn: PiiAction = "mask"
+    phone_region: Annotated[str, Field(pattern=r"^[A-Z]{2}$")] = "US"
+    """Region for numbers written without a country code."""
+
+
+class Dedup(_Section):
+    """Exact and MinHash near-duplicate removal."""
+
+    threshold: Annotated[float, Field(gt=0, lt=1)] = 0.8
+    num_perm: Annotated[int, Field(ge=16, le=1024)] = 128
+    ngram: Annotated[int, Field(ge=1, le=32)] = 5
+    action: Literal["remove", "keep"] = "remove"
+    """`keep` leaves duplicates in place, marked by `cluster_id` (splits still group them)."""
+
+
+class Pipeline(_Section):
+    """Stages every fetched page goes through before it can reach a snapshot."""
+
+    extract: Extraction = Extraction()
+    quality: Quality = Quality()
+    pii: Pii = Pii()
+    dedup: Dedup = Dedup()
+
+
+class Splits(_Section):
+    """Split ratios and grouping; assignment is stable across versions."""
+
+    train: Annotated[float, Field(ge=0, le=1)] = 0.98
+    validation: Annotated[float, Field(ge=0, le=1)] = 0.01
+    test: Annotated[float, Field(ge=0, le=1)] = 0.01
+    group_by: Literal["url", "domain", "cluster"] = "cluster"
+    salt: str | None = None
+    """Fixed at the dataset's first version; later specs cannot change it."""
+
+    @model_validator(mode="after")
+    def _ratios_sum_to_one(self) -> Splits:
+        total = self.train + self.validation + self.test
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"train + validation + test must be 1, not {total:g}")
+        return self
+
+
+class Shards(_Section):
+    """Parquet layout of a snapshot."""
+
+    max_bytes: Annotated[int, Field(ge=1024)] = 256 * 1024 * 1024
+    row_group_bytes: Annotated[int, Field(ge=1024)] = 96 * 1024 * 1024
+    shuffle_seed: int = 0
+
+
 class JobSpec(_Section):
     """A crawl job; everything but `seeds` and `dataset` has defaults."""
 
@@ -110,9 +216,9 @@ class JobSpec(_Section):
     """Body substrings that mark a challenge or captcha page: the proxy is banned for the domain."""
     conditional_requests: bool = True
     """Send If-None-Match / If-Modified-Since when the dataset has seen the URL before."""
-    pipeline: dict[str, Any] = {}
-    splits: dict[str, Any] = {}
-    shards: dict[str, Any] = {}
+    pipeline: Pipeline = Pipeline()
+    splits: Splits = Splits()
+    shards: Shards = Shards()
 
     def fingerprint(self) -> str:
         """A stable hash of the spec, used to find an unfinished job to resume."""

@@ -20,13 +20,16 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from harvester.catalog.db import make_engine, migrate, open_catalog
+from harvester.cpu import CpuPool
 from harvester.crawl.crawler import Crawler
 from harvester.crawl.frontier import create_job
 from harvester.crawl.netguard import NetworkGuard
 from harvester.crawl.proxies import ProxyPool
+from harvester.jobs import build_snapshot
 from harvester.spec import parse_spec
 from harvester.stats import Stats
 from harvester.store.blob import BlobStore
+from harvester.store.manifest import Manifest
 from tests.webtest import Forbidding, SiteServer, SiteState, start
 
 POSTGRES_URL = os.environ.get(
@@ -148,6 +151,23 @@ def proxies() -> Iterator[Proxies]:
     p.close()
 
 
+_cpu: list[CpuPool] = []
+
+
+def cpu_pool() -> CpuPool:
+    """One pipeline process pool for the whole session (its workers take a second to start)."""
+    if not _cpu:
+        _cpu.append(CpuPool(2))
+    return _cpu[0]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_cpu_pool() -> Iterator[None]:
+    yield
+    for pool in _cpu:
+        pool.close()
+
+
 def crawl(
     spec: dict[str, Any],
     sessions: sessionmaker[Session],
@@ -161,6 +181,20 @@ def crawl(
     job_spec = parse_spec(spec)
     job_id = job_id or create_job(sessions, job_spec)
     crawler = Crawler(
-        job_spec, job_id, sessions, store, guard=guard or NetworkGuard(True), proxy_pool=pool
+        job_spec,
+        job_id,
+        sessions,
+        store,
+        guard=guard or NetworkGuard(True),
+        proxy_pool=pool,
+        cpu=cpu_pool(),
     )
     return job_id, asyncio.run(crawler.run())
+
+
+def crawl_and_build(
+    spec: dict[str, Any], sessions: sessionmaker[Session], store: BlobStore
+) -> tuple[str, Manifest]:
+    """Run a job to its committed snapshot, as the CLI does."""
+    job_id, _ = crawl(spec, sessions, store)
+    return job_id, build_snapshot(sessions, store, job_id, parse_spec(spec))

@@ -28,6 +28,7 @@ class Job(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     error: Mapped[str | None] = mapped_column(Text)
     stats: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    snapshot_version: Mapped[int | None] = mapped_column(Integer)
 
 
 class FrontierEntry(Base):
@@ -61,6 +62,8 @@ class FrontierEntry(Base):
     bytes: Mapped[int | None] = mapped_column(BigInteger)
     fetched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     staging_part: Mapped[str | None] = mapped_column(Text)
+    dropped: Mapped[str | None] = mapped_column(String(64))
+    """Why the pipeline kept a fetched page out (`quality/too_short`, `pii/card`…)."""
 
 
 class StagingPart(Base):

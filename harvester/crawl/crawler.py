@@ -3,8 +3,10 @@
 Wiring, in order, for each URL: robots.txt decision → (proxy choice → domain turn → global
 slot → rate ceiling → fetch) under the retry policy → outcome. Each domain has its own
 workers (at most `concurrency_per_domain`), so a slow domain only ever holds its own workers.
-Outcomes, discovered links and fetched pages are buffered and committed together: the page
-bodies as a staging part first, then one catalog transaction. A crash loses only that buffer,
+Each fetched page goes through the crawl-phase pipeline (extraction, quality, PII, MinHash) in
+the CPU pool while the domain's worker moves on to its next URL. Outcomes, discovered links
+and processed pages are buffered and committed together: the pages as a staging part first,
+then one catalog transaction. A crash loses only that buffer and the pages still in the pool,
 whose URLs are still unfinished in the catalog and are fetched again on resume.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
 from collections import deque
@@ -24,6 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from harvester.catalog.models import Job, StagingPart
+from harvester.cpu import CpuPool
 from harvester.crawl.fetcher import Fetcher, FetchResult
 from harvester.crawl.frontier import Claimed, Frontier, set_job_state
 from harvester.crawl.links import extract_links
@@ -42,6 +46,7 @@ from harvester.errors import (
     ProxyFailure,
     TransientFetchError,
 )
+from harvester.pipeline.process import Page, Processed, process_page
 from harvester.spec import JobSpec
 from harvester.stats import Stats
 from harvester.store.blob import BlobStore
@@ -70,7 +75,7 @@ class _Domain:
 class _Buffer:
     outcomes: list[dict[str, Any]] = field(default_factory=list)
     new_rows: list[dict[str, Any]] = field(default_factory=list)
-    pages: list[tuple[FetchResult, int, dict[str, Any]]] = field(default_factory=list)
+    pages: list[tuple[FetchResult, int, dict[str, Any], Processed]] = field(default_factory=list)
     page_bytes: int = 0
 
     def __bool__(self) -> bool:
@@ -99,6 +104,7 @@ class Crawler:
         store: BlobStore,
         *,
         guard: NetworkGuard,
+        cpu: CpuPool,
         proxy_pool: ProxyPool | None = None,
         flush_pages: int = 64,
         flush_interval_s: float = 0.5,
@@ -108,6 +114,10 @@ class Crawler:
         self._sessions = sessions
         self._store = store
         self._pool = proxy_pool
+        self._cpu = cpu
+        # Pages fetched but not yet through the pipeline: bounds memory when extraction
+        # falls behind fetching, without making fetching wait while the pool keeps up.
+        self._pipeline_slots = asyncio.Semaphore(cpu.workers * 16)
         self._flush_pages = flush_pages
         self._flush_interval = flush_interval_s
         self.stats = Stats(self._saved_stats())
@@ -162,7 +172,7 @@ class Crawler:
             flusher.cancel()
             await self.flush()
             await self._fetcher.aclose()
-        final = "queued" if self._stopping else "succeeded"
+        final = "queued" if self._stopping else "building"
         await self._in_db(set_job_state, self._sessions, self.job_id, final)
         self._db.shutdown()
         return self.stats
@@ -305,10 +315,34 @@ class Crawler:
             links = extract_links(result.text, result.final_url)
             self._buffer.new_rows += self.frontier.admit((u, entry.depth + 1) for u in links)
         self.stats.inc("fetch/outcome/fetched")
-        self._buffer.pages.append((result, entry.depth, outcome))
+        await self._pipeline_slots.acquire()
+        self._spawn(self._process(result, entry, outcome))
+
+    async def _process(self, result: FetchResult, entry: Claimed, outcome: dict[str, Any]) -> None:
+        """Run the pipeline on a fetched page in the CPU pool, then buffer it for staging."""
+        page = Page(
+            url=entry.url,
+            domain=entry.domain,
+            html=result.text,
+            raw_sha256=hashlib.sha256(result.body).hexdigest(),
+            fetched_at=result.fetched_at,
+        )
+        try:
+            processed = await self._cpu.run(process_page, page, self.spec.pipeline)
+        except Exception as exc:  # a broken page or worker costs this page only
+            logger.exception("pipeline failed on %s", entry.url)
+            processed = Processed(None, None, f"pipeline/{type(exc).__name__}")
+            self.stats.inc(f"pipeline/error/{type(exc).__name__}")
+        finally:
+            self._pipeline_slots.release()
+        for name, amount in processed.counters.items():
+            self.stats.inc(name, amount)
+        outcome["dropped"] = processed.dropped
+        self._buffer.pages.append((result, entry.depth, outcome, processed))
         self._buffer.page_bytes += len(result.body)
         if len(self._buffer.pages) >= self._flush_pages or self._buffer.page_bytes > _FLUSH_BYTES:
             await self.flush()
+        self._wake.set()
 
     def _record(self, outcome: dict[str, Any]) -> None:
         self.stats.inc(f"fetch/outcome/{outcome['outcome']}")
@@ -452,12 +486,12 @@ class Crawler:
                 return
             part = None
             if buffer.pages:
-                pages = [(result, depth) for result, depth, _ in buffer.pages]
+                pages = [(result, depth, done) for result, depth, _, done in buffer.pages]
                 path, size = await asyncio.to_thread(write_part, self._store, self.job_id, pages)
                 part = (path, len(pages), size)
-                for _, _, outcome in buffer.pages:
+                for _, _, outcome, _ in buffer.pages:
                     outcome["staging_part"] = path
-            outcomes = buffer.outcomes + [outcome for _, _, outcome in buffer.pages]
+            outcomes = buffer.outcomes + [outcome for _, _, outcome, _ in buffer.pages]
             await self._in_db(
                 self.frontier.commit, outcomes, buffer.new_rows, part, self.stats.as_dict()
             )

@@ -18,7 +18,7 @@ from harvester.crawl.urls import InvalidURL, canonicalize, domain_of
 from harvester.spec import JobSpec
 from harvester.stats import Stats
 
-RESUMABLE_STATES = ("queued", "running")
+RESUMABLE_STATES = ("queued", "running", "building")
 
 
 @dataclass(frozen=True)
@@ -197,6 +197,8 @@ class Frontier:
                 Job.id != self.job_id,
                 FrontierEntry.url.in_(urls),
                 FrontierEntry.outcome == "fetched",
+                # A page the pipeline dropped is fetched in full again, so a refresh retries it.
+                FrontierEntry.dropped.is_(None),
             )
             .order_by(FrontierEntry.fetched_at)
         ).all()

@@ -1,4 +1,9 @@
-"""Staging parts: fetched pages as Parquet, the hand-over from the crawl to the pipeline."""
+"""Staging parts: the hand-over from the crawl phase to the build phase.
+
+One row per fetched page: what the fetch returned (raw body included, so a page can be
+re-processed without re-fetching), the pipeline's verdict (`dropped` with the stage and
+reason, or the document's columns) and the MinHash signature, so the build never recomputes it.
+"""
 
 from __future__ import annotations
 
@@ -8,24 +13,34 @@ from collections.abc import Sequence
 import pyarrow as pa
 
 from harvester.crawl.fetcher import FetchResult
+from harvester.pipeline.document import DOCUMENT_SCHEMA
+from harvester.pipeline.process import Processed
 from harvester.store.blob import BlobStore
 
+_FETCH_FIELDS = [
+    ("job_id", pa.string()),
+    ("url", pa.string()),
+    ("final_url", pa.string()),
+    ("depth", pa.int32()),
+    ("status", pa.int16()),
+    ("content_type", pa.string()),
+    ("etag", pa.string()),
+    ("last_modified", pa.string()),
+    ("fetched_at", pa.timestamp("us", tz="UTC")),
+    ("proxy", pa.string()),
+    ("encoding", pa.string()),
+    ("body", pa.large_binary()),
+    ("dropped", pa.string()),
+]
 STAGING_SCHEMA = pa.schema(
     [
-        ("job_id", pa.string()),
-        ("url", pa.string()),
-        ("final_url", pa.string()),
-        ("depth", pa.int32()),
-        ("status", pa.int16()),
-        ("content_type", pa.string()),
-        ("etag", pa.string()),
-        ("last_modified", pa.string()),
-        ("fetched_at", pa.timestamp("us", tz="UTC")),
-        ("proxy", pa.string()),
-        ("encoding", pa.string()),
-        ("body", pa.large_binary()),
+        *_FETCH_FIELDS,
+        *(f for f in DOCUMENT_SCHEMA if f.name not in ("url", "fetched_at")),
+        ("minhash", pa.list_(pa.uint32())),
     ]
 )
+# What the build reads: everything but the raw body.
+BUILD_COLUMNS = [name for name in STAGING_SCHEMA.names if name != "body"]
 
 
 def staging_prefix(job_id: str) -> str:
@@ -33,28 +48,34 @@ def staging_prefix(job_id: str) -> str:
     return f"staging/{job_id}"
 
 
+def _row(job_id: str, result: FetchResult, depth: int, processed: Processed) -> dict[str, object]:
+    row: dict[str, object] = {
+        "job_id": job_id,
+        "url": result.url,
+        "final_url": result.final_url,
+        "depth": depth,
+        "status": result.status,
+        "content_type": result.content_type,
+        "etag": result.etag,
+        "last_modified": result.last_modified,
+        "fetched_at": result.fetched_at,
+        "proxy": result.proxy,
+        "encoding": result.encoding,
+        "body": result.body,
+        "dropped": processed.dropped,
+    }
+    if processed.document is not None and processed.signature is not None:
+        row |= processed.document.row()
+        row["minhash"] = processed.signature.tolist()
+    return row
+
+
 def write_part(
-    store: BlobStore, job_id: str, pages: Sequence[tuple[FetchResult, int]]
+    store: BlobStore, job_id: str, pages: Sequence[tuple[FetchResult, int, Processed]]
 ) -> tuple[str, int]:
-    """Write fetched pages (with their depth) as one part; returns (relative path, bytes)."""
+    """Write fetched pages (with depth and verdict) as one part; returns (path, bytes)."""
     table = pa.Table.from_pylist(
-        [
-            {
-                "job_id": job_id,
-                "url": r.url,
-                "final_url": r.final_url,
-                "depth": depth,
-                "status": r.status,
-                "content_type": r.content_type,
-                "etag": r.etag,
-                "last_modified": r.last_modified,
-                "fetched_at": r.fetched_at,
-                "proxy": r.proxy,
-                "encoding": r.encoding,
-                "body": r.body,
-            }
-            for r, depth in pages
-        ],
+        [_row(job_id, result, depth, processed) for result, depth, processed in pages],
         schema=STAGING_SCHEMA,
     )
     path = f"{staging_prefix(job_id)}/part-{uuid.uuid4().hex}.parquet"

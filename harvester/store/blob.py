@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import posixpath
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from harvester.errors import ConfigurationError, StorageError
+from harvester.errors import ConfigurationError, NotFound, StorageError
 
 
 class BlobStore:
@@ -47,18 +49,82 @@ class BlobStore:
             raise StorageError(f"invalid blob path {relative!r}")
         return f"{self.root}/{clean}"
 
-    def write_parquet(self, relative: str, table: pa.Table) -> int:
+    def write_parquet(
+        self, relative: str, table: pa.Table, row_group_size: int | None = None
+    ) -> int:
         """Write a Parquet file atomically (temporary name, then rename); returns its size."""
         final = self.path(relative)
         temporary = f"{final}.tmp-{uuid.uuid4().hex}"
         self.fs.create_dir(posixpath.dirname(final), recursive=True)
         try:
-            pq.write_table(table, temporary, filesystem=self.fs, compression="zstd")
+            pq.write_table(
+                table,
+                temporary,
+                filesystem=self.fs,
+                compression="zstd",
+                row_group_size=row_group_size,
+            )
             self.fs.move(temporary, final)
         except OSError as exc:
             raise StorageError(f"cannot write {relative}: {exc}") from exc
         size: int = self.fs.get_file_info(final).size
         return size
+
+    def write_bytes(self, relative: str, data: bytes) -> None:
+        """Write a small file atomically (temporary name, then rename)."""
+        final = self.path(relative)
+        temporary = f"{final}.tmp-{uuid.uuid4().hex}"
+        self.fs.create_dir(posixpath.dirname(final), recursive=True)
+        try:
+            with self.fs.open_output_stream(temporary) as out:
+                out.write(data)
+            self.fs.move(temporary, final)
+        except OSError as exc:
+            raise StorageError(f"cannot write {relative}: {exc}") from exc
+
+    def open_input(self, relative: str) -> pa.NativeFile:
+        """A readable stream of a stored file (use as a context manager)."""
+        try:
+            return self.fs.open_input_stream(self.path(relative))
+        except FileNotFoundError as exc:
+            raise NotFound(f"no stored file {relative!r}") from exc
+
+    def read_bytes(self, relative: str) -> bytes:
+        """A whole file's content."""
+        with self.open_input(relative) as stream:
+            data: bytes = stream.read()
+        return data
+
+    def exists(self, relative: str) -> bool:
+        """True if a file is stored at `relative`."""
+        return bool(self.fs.get_file_info(self.path(relative)).type == pafs.FileType.File)
+
+    def size(self, relative: str) -> int:
+        """Size in bytes of a stored file."""
+        size: int = self.fs.get_file_info(self.path(relative)).size
+        return size
+
+    def sha256(self, relative: str) -> str:
+        """sha256 of a stored file, read in chunks."""
+        digest = hashlib.sha256()
+        with self.fs.open_input_stream(self.path(relative)) as stream:
+            while chunk := stream.read(1 << 20):
+                digest.update(chunk)
+        return digest.hexdigest()
+
+    def subdirectories(self, prefix: str) -> list[str]:
+        """Names of the directories directly under `prefix`."""
+        selector = pafs.FileSelector(self.path(prefix), allow_not_found=True)
+        return sorted(
+            posixpath.basename(info.path)
+            for info in self.fs.get_file_info(selector)
+            if info.type == pafs.FileType.Directory
+        )
+
+    def delete_dir(self, relative: str) -> None:
+        """Remove a directory and everything under it, if it exists."""
+        if self.fs.get_file_info(self.path(relative)).type == pafs.FileType.Directory:
+            self.fs.delete_dir(self.path(relative))
 
     def list(self, prefix: str) -> list[str]:
         """Relative paths of the files under `prefix`."""
@@ -75,6 +141,9 @@ class BlobStore:
         with contextlib.suppress(FileNotFoundError):
             self.fs.delete_file(self.path(relative))
 
-    def read_parquet(self, relative: str) -> pa.Table:
-        """Read a whole Parquet file."""
-        return pq.read_table(self.path(relative), filesystem=self.fs)
+    def read_parquet(
+        self, relative: str | Sequence[str], columns: Sequence[str] | None = None
+    ) -> pa.Table:
+        """Read one Parquet file, or several as one table, optionally only some columns."""
+        paths = [self.path(r) for r in ([relative] if isinstance(relative, str) else relative)]
+        return pq.read_table(paths, filesystem=self.fs, columns=list(columns) if columns else None)

@@ -1,0 +1,47 @@
+"""The one way CPU-heavy work leaves the event loop: a process pool sized to the cores."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def _warm_up() -> None:
+    # Import the heavy modules and load the language model before the first page arrives.
+    from harvester.pipeline import language, process  # noqa: F401
+
+    language.identify("warm up")
+
+
+class CpuPool:
+    """Worker processes for extraction and signatures; `run` awaits one call."""
+
+    def __init__(self, workers: int | None = None) -> None:
+        self.workers = workers or os.cpu_count() or 1
+        # forkserver: forking a process that runs threads (catalog, event loop) is unsafe.
+        self._executor = ProcessPoolExecutor(
+            self.workers,
+            mp_context=multiprocessing.get_context("forkserver"),
+            initializer=_warm_up,
+        )
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run `fn(*args)` in a worker process."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn, *args)
+
+    def close(self) -> None:
+        """Stop the workers (waits for calls in progress)."""
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> CpuPool:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()

@@ -1,0 +1,55 @@
+"""Text normalisation and word hashing shared by exact dedup, MinHash and the leakage check."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+import zlib
+
+import numpy as np
+import numpy.typing as npt
+
+_WORD = re.compile(r"\w+")
+_SPACES = re.compile(r"\s+")
+
+
+def normalize(text: str) -> str:
+    """NFKC, lowercased, whitespace collapsed: the form exact duplicates are judged on."""
+    return _SPACES.sub(" ", unicodedata.normalize("NFKC", text).lower()).strip()
+
+
+def content_hash(text: str) -> str:
+    """sha256 of the normalised text, hex."""
+    return hashlib.sha256(normalize(text).encode()).hexdigest()
+
+
+def words(text: str) -> list[str]:
+    """Lowercased word tokens with punctuation removed (the shingling vocabulary)."""
+    return _WORD.findall(text.lower())
+
+
+def word_hashes(text: str) -> npt.NDArray[np.uint64]:
+    """A stable 32-bit hash per word (crc32: the same in every process, unlike `hash`)."""
+    return np.fromiter((zlib.crc32(w.encode()) for w in words(text)), dtype=np.uint64, count=-1)
+
+
+_MIX = np.uint64(0x9E3779B97F4A7C15)
+
+
+def ngram_hashes(hashes: npt.NDArray[np.uint64], n: int) -> npt.NDArray[np.uint32]:
+    """32-bit hashes of every run of `n` consecutive words, computed with array arithmetic.
+
+    A text shorter than `n` words is one shingle of all its words, so short documents still
+    get a signature; an empty text gets none."""
+    if len(hashes) == 0:
+        return np.empty(0, dtype=np.uint32)
+    n = min(n, len(hashes))
+    count = len(hashes) - n + 1
+    with np.errstate(over="ignore"):  # uint64 wrap-around is the intended arithmetic
+        acc = hashes[:count].copy()
+        for k in range(1, n):
+            acc = acc * _MIX + hashes[k : k + count]
+        acc ^= acc >> np.uint64(29)
+        acc *= _MIX
+    return (acc >> np.uint64(32)).astype(np.uint32)
