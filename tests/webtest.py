@@ -58,10 +58,21 @@ class SiteState:
         return [h.path for h in self.log]
 
 
+def prose(rng: random.Random, words: int) -> str:
+    """Sentences of 6-14 random words, capitalised and full-stopped: passes quality rules."""
+    sentences, left = [], words
+    while left > 0:
+        n = min(left, rng.randint(6, 14))
+        sentence = " ".join(rng.choice(WORDS) for _ in range(n))
+        sentences.append(sentence.capitalize() + ".")
+        left -= n
+    return " ".join(sentences)
+
+
 def page_html(i: int, pages: int) -> str:
     rng = random.Random(i)
     links = sorted({(i * 7 + 1) % pages, (i + 1) % pages, (i * 3 + 2) % pages})
-    text = " ".join(rng.choice(WORDS) for _ in range(120))
+    text = prose(rng, 120)
     anchors = "".join(f'<li><a href="/page/{j}">page {j}</a></li>' for j in links)
     return (
         f"<!DOCTYPE html><html><head><title>Page {i}</title></head><body>"

@@ -47,10 +47,11 @@ def test_crawl_of_the_demo_site(tmp_path: Path, demo: str) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "demo: job" in done.stdout and "fetched 32," in done.stdout
-    staging = done.stdout.split("staging: ")[1].strip()
+    staging = done.stdout.split("staging: ")[1].splitlines()[0].strip()
     table = pq.read_table(staging)
     assert table.num_rows == 32
     assert not any("/private/" in u for u in table.column("url").to_pylist())
+    assert "demo@v1: 24 documents" in done.stdout  # the 24 articles; section pages dropped
 
 
 def test_without_allow_private_loopback_is_refused(tmp_path: Path, demo: str) -> None:

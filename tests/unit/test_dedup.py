@@ -1,0 +1,113 @@
+"""MinHash signatures, LSH candidates, clustering, splits and the leakage check."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+from datasketch import MinHash
+
+from harvester.pipeline import leakage
+from harvester.pipeline.dedup import cluster_labels, exact_labels, near_pairs
+from harvester.pipeline.minhash import signatures, signatures_of_shingles
+from harvester.pipeline.splits import assign
+from harvester.pipeline.text import ngram_hashes, word_hashes
+from harvester.spec import Splits
+
+
+def _vocabulary(rng: random.Random, n: int) -> list[str]:
+    return ["".join(rng.choice("abcdefghijklmnop") for _ in range(7)) for _ in range(n)]
+
+
+def _variant(words: list[str], changes: int, rng: random.Random, vocab: list[str]) -> list[str]:
+    out = list(words)
+    for i in rng.sample(range(len(out)), changes):
+        out[i] = rng.choice(vocab)
+    return out
+
+
+def _jaccard(a: list[str], b: list[str], n: int = 5) -> float:
+    sa = {tuple(a[i : i + n]) for i in range(len(a) - n + 1)}
+    sb = {tuple(b[i : i + n]) for i in range(len(b) - n + 1)}
+    return len(sa & sb) / len(sa | sb)
+
+
+def test_signatures_equal_datasketch_affine32_minhash() -> None:
+    text = "the quick brown fox jumps over the lazy dog while the cat sleeps in the sun"
+    shingles = ngram_hashes(word_hashes(text), 5)
+    reference = MinHash(num_perm=128, scheme="affine32", hashfunc=int)
+    reference.update_batch(shingles.tolist())
+    ours = signatures_of_shingles([shingles, shingles[:0], shingles[:4]], 128)
+    assert np.array_equal(ours[0], reference.hashvalues)
+    assert np.all(ours[1] == np.uint32(0xFFFFFFFF))  # no words, no signature
+    short = MinHash(num_perm=128, scheme="affine32", hashfunc=int)
+    short.update_batch(shingles[:4].tolist())
+    assert np.array_equal(ours[2], short.hashvalues)
+
+
+def test_signature_ignores_case_and_punctuation() -> None:
+    a, b = signatures(["Hello, World! This is it.", "hello world this is it"], 64, 3)
+    assert np.array_equal(a, b)
+
+
+def test_near_duplicate_families_cluster_and_strangers_do_not() -> None:
+    rng = random.Random(7)
+    vocab = _vocabulary(rng, 5000)
+    texts: list[list[str]] = []
+    family_of: list[int] = []
+    for family in range(30):
+        base = [rng.choice(vocab) for _ in range(400)]
+        texts.append(base)
+        family_of.append(family)
+        for _ in range(3):  # ~2 changed words in 400: Jaccard of 5-gram sets about 0.95
+            texts.append(_variant(base, 2, rng, vocab))
+            family_of.append(family)
+        far = _variant(base, 60, rng, vocab)  # Jaccard about 0.3: a different document
+        assert _jaccard(base, far) < 0.5
+        texts.append(far)
+        family_of.append(-1 - family)
+    sigs = signatures([" ".join(t) for t in texts], 128, 5)
+    rank = np.arange(len(texts), dtype=np.int64)
+    labels = cluster_labels(len(texts), near_pairs(sigs, 0.8), rank)
+    for i, j in zip(range(len(texts)), labels.tolist(), strict=True):
+        assert family_of[i] == family_of[j], "a near-duplicate cluster mixed families"
+    members = [i for i, f in enumerate(family_of) if f >= 0]
+    assert all(labels[i] == members[(members.index(i) // 4) * 4] for i in members)
+
+
+def test_representative_is_the_best_ranked_member() -> None:
+    pairs = np.array([[0, 1], [1, 2], [3, 4]], dtype=np.int64)
+    rank = np.array([5, 1, 3, 0, 9], dtype=np.int64)
+    assert cluster_labels(5, pairs, rank).tolist() == [1, 1, 1, 3, 3]
+    hashes = ["a", "b", "a", "a"]
+    assert exact_labels(hashes, np.array([3, 0, 1, 2], dtype=np.int64)).tolist() == [2, 1, 2, 2]
+
+
+def test_split_assignment_is_stable_and_follows_ratios() -> None:
+    ratios = Splits(train=0.8, validation=0.1, test=0.1)
+    got = [assign(f"doc-{i}", "salt", ratios) for i in range(20000)]
+    assert got == [assign(f"doc-{i}", "salt", ratios) for i in range(20000)]
+    share = {s: got.count(s) / len(got) for s in ("train", "validation", "test")}
+    assert abs(share["train"] - 0.8) < 0.02 and abs(share["test"] - 0.1) < 0.01
+    assert got != [assign(f"doc-{i}", "other", ratios) for i in range(20000)]
+
+
+def test_leakage_check_counts_what_crosses_splits() -> None:
+    rng = random.Random(3)
+    vocab = _vocabulary(rng, 3000)
+    base = [rng.choice(vocab) for _ in range(300)]
+    other = [rng.choice(vocab) for _ in range(300)]
+    texts = [" ".join(base), " ".join(_variant(base, 1, rng, vocab)), " ".join(other)]
+    sigs = signatures(texts, 128, 5)
+    hashes = ["h0", "h1", "h2"]
+    crossing = leakage.check(
+        ["u0", "u1", "u2"], hashes, texts, ["train", "test", "train"], sigs, 0.8
+    )
+    assert crossing.cross_split_near_duplicates == 1 and not crossing.clean
+    assert crossing.test_13gram_in_train > 0.9
+    together = leakage.check(
+        ["u0", "u1", "u2"], hashes, texts, ["test", "test", "train"], sigs, 0.8
+    )
+    assert together.clean and together.test_13gram_in_train < 0.05
+    urls = leakage.check(["u0", "u0", "u2"], hashes, texts, ["train", "test", "test"], sigs, 0.8)
+    assert urls.cross_split_urls == 1
