@@ -23,7 +23,7 @@ from harvester.crawl.proxies import ProxyPool, load_proxies_file
 from harvester.crawl.staging import staging_prefix
 from harvester.demo_site import serve_demo_site
 from harvester.errors import BuildError, ConfigurationError, NotFound, StorageError
-from harvester.jobs import build_snapshot
+from harvester.jobs import build_snapshot, refresh_urls
 from harvester.spec import JobSpec, load_spec_file, parse_spec
 from harvester.store.blob import BlobStore
 from harvester.store.snapshots import Snapshots, parse_ref, version_prefix

@@ -17,6 +17,15 @@ from harvester.store.snapshots import Snapshots
 GONE_STATUSES = (404, 410)
 
 
+def refresh_urls(store: BlobStore, dataset: str) -> list[str]:
+    """The URLs of the dataset's latest snapshot: a new job revalidates every one of them."""
+    snapshots = Snapshots(store)
+    if snapshots.latest(dataset) is None:
+        return []
+    column = snapshots.documents(snapshots.manifest(dataset), columns=["url"]).column("url")
+    return sorted(column.to_pylist())
+
+
 def build_input(sessions: sessionmaker[Session], job_id: str, spec: JobSpec) -> BuildInput:
     """Collect a finished crawl's staging parts, gone URLs and counters from the catalog."""
     with sessions() as session:

@@ -25,7 +25,7 @@ from harvester.crawl.crawler import Crawler
 from harvester.crawl.frontier import create_job
 from harvester.crawl.netguard import NetworkGuard
 from harvester.crawl.proxies import ProxyPool
-from harvester.jobs import build_snapshot
+from harvester.jobs import build_snapshot, refresh_urls
 from harvester.spec import parse_spec
 from harvester.stats import Stats
 from harvester.store.blob import BlobStore
@@ -188,6 +188,7 @@ def crawl(
         guard=guard or NetworkGuard(True),
         proxy_pool=pool,
         cpu=cpu_pool(),
+        refresh_urls=refresh_urls(store, job_spec.dataset),
     )
     return job_id, asyncio.run(crawler.run())
 

@@ -48,6 +48,12 @@ class SiteState:
     lock: threading.Lock = field(default_factory=threading.Lock)
     counters: dict[str, int] = field(default_factory=dict)
     delay_s: float = 0.0
+    revisions: dict[int, int] = field(default_factory=dict)
+    """Page number → revision: a changed page has new text and a new ETag."""
+    gone: set[int] = field(default_factory=set)
+    """Pages that answer 404 (linked to as before)."""
+    copies: dict[int, int] = field(default_factory=dict)
+    """Page number → the page whose text it repeats with one word changed (a near duplicate)."""
 
     def count(self, key: str) -> int:
         with self.lock:
@@ -69,10 +75,13 @@ def prose(rng: random.Random, words: int) -> str:
     return " ".join(sentences)
 
 
-def page_html(i: int, pages: int) -> str:
-    rng = random.Random(i)
+def page_html(i: int, pages: int, revision: int = 0, copy_of: int | None = None) -> str:
+    rng = random.Random(i * 1000 + revision)
     links = sorted({(i * 7 + 1) % pages, (i + 1) % pages, (i * 3 + 2) % pages})
-    text = prose(rng, 120)
+    if copy_of is None:
+        text = prose(rng, 120)
+    else:  # the other page's text with its last word changed: Jaccard of 5-grams > 0.95
+        text = prose(random.Random(copy_of * 1000), 120)[:-1] + " lantern."
     anchors = "".join(f'<li><a href="/page/{j}">page {j}</a></li>' for j in links)
     return (
         f"<!DOCTYPE html><html><head><title>Page {i}</title></head><body>"
@@ -144,15 +153,22 @@ class Handler(BaseHTTPRequestHandler):
             xml = f'<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">{urls}</urlset>'
             self._send(200, gzip.compress(xml.encode()), "application/gzip")
         elif path == "/":
-            links = "".join(f'<a href="/page/{i}">{i}</a> ' for i in range(min(st.pages, 5)))
+            # the first five pages and, like a blog's front page, the two newest
+            shown = sorted({*range(min(st.pages, 5)), st.pages - 2, st.pages - 1})
+            links = "".join(f'<a href="/page/{i}">{i}</a> ' for i in shown if i >= 0)
             links += '<a href="/private/secret">secret</a>'
             self._send(200, f"<html><body><h1>home</h1>{links}</body></html>")
         elif path.startswith("/page/"):
-            self._send(
-                200,
-                page_html(int(path.rsplit("/", 1)[1]), st.pages),
-                headers={"ETag": f'"p{path}"'},
-            )
+            number = int(path.rsplit("/", 1)[1])
+            revision = st.revisions.get(number, 0)
+            etag = f'"p{path}"' + (f"-r{revision}" if revision else "")
+            if number in st.gone or number >= st.pages:
+                self._send(404, "<html><body>gone</body></html>")
+            elif self.headers.get("If-None-Match") == etag:
+                self._send(304, headers={"ETag": etag})
+            else:
+                html = page_html(number, st.pages, revision, copy_of=st.copies.get(number))
+                self._send(200, html, headers={"ETag": etag})
         elif path.startswith("/orphan/") or path.startswith("/private/"):
             self._send(200, f"<html><body><p>{path}</p></body></html>")
         else:

@@ -18,7 +18,7 @@ import hashlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -106,6 +106,7 @@ class Crawler:
         guard: NetworkGuard,
         cpu: CpuPool,
         proxy_pool: ProxyPool | None = None,
+        refresh_urls: Sequence[str] = (),
         flush_pages: int = 64,
         flush_interval_s: float = 0.5,
     ) -> None:
@@ -115,6 +116,7 @@ class Crawler:
         self._store = store
         self._pool = proxy_pool
         self._cpu = cpu
+        self._refresh_urls = refresh_urls
         # Pages fetched but not yet through the pipeline: bounds memory when extraction
         # falls behind fetching, without making fetching wait while the pool keeps up.
         self._pipeline_slots = asyncio.Semaphore(cpu.workers * 16)
@@ -159,7 +161,7 @@ class Crawler:
 
     async def run(self) -> Stats:
         """Crawl until the frontier is exhausted (or `stop()`); returns the job's counters."""
-        seeds = await self._in_db(self.frontier.open)
+        seeds = await self._in_db(self.frontier.open, self._refresh_urls)
         if seeds:
             await self._in_db(self.frontier.commit, [], seeds, None, self.stats.as_dict())
         await self._in_db(self._drop_orphan_parts)

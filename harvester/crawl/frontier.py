@@ -100,9 +100,10 @@ class Frontier:
         """The canonical form used for the seen-set and scope checks."""
         return canonicalize(url, self._tracking)
 
-    def open(self) -> list[dict[str, Any]]:
+    def open(self, known: Sequence[str] = ()) -> list[dict[str, Any]]:
         """Load the seen-set, return claimed-but-unfinished entries to pending, and return the
-        seed rows to insert if this is a fresh job."""
+        rows to insert if this is a fresh job: the seeds, then `known` URLs (the documents of
+        the dataset's latest snapshot, revalidated by a refresh) at depth 1."""
         with self._sessions.begin() as session:
             session.execute(
                 update(FrontierEntry)
@@ -116,7 +117,8 @@ class Frontier:
             )
         if self._seen:
             return []
-        return self.admit(((str(seed), 0) for seed in self._spec.seeds), seeds=True)
+        rows = self.admit(((str(seed), 0) for seed in self._spec.seeds), seeds=True)
+        return rows + self.admit((url, 1) for url in known)
 
     def admit(
         self, candidates: Iterable[tuple[str, int]], *, seeds: bool = False
@@ -181,8 +183,15 @@ class Frontier:
                 if self._spec.conditional_requests
                 else {}
             )
+        # Seeds are always fetched in full: their links are how a refresh finds new pages.
         return [
-            Claimed(r.id, r.url, r.domain, r.depth, *validators.get(r.url, (None, None)))
+            Claimed(
+                r.id,
+                r.url,
+                r.domain,
+                r.depth,
+                *(validators.get(r.url, (None, None)) if r.depth > 0 else (None, None)),
+            )
             for r in rows
         ]
 

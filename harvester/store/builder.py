@@ -322,7 +322,8 @@ class SnapshotBuilder:
         for split in SPLITS:
             rows = np.flatnonzero(splits == split)
             part = final.take(pa.array(rng.permutation(rows)))
-            shards = max(1, math.ceil(part.nbytes / spec.shards.max_bytes))
+            # An empty split gets no file: loaders (Hugging Face `datasets`) fail on empty shards.
+            shards = math.ceil(part.nbytes / spec.shards.max_bytes) if part.num_rows else 0
             per_shard = math.ceil(part.num_rows / shards) if part.num_rows else 0
             for i in range(shards):
                 path = f"data/{split}-{i:05d}-of-{shards:05d}.parquet"

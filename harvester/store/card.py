@@ -17,7 +17,9 @@ def render_card(manifest: Manifest) -> str:
             {
                 "config_name": "default",
                 "data_files": [
-                    {"split": split, "path": f"data/{split}-*.parquet"} for split in manifest.splits
+                    {"split": split, "path": f"data/{split}-*.parquet"}
+                    for split, info in manifest.splits.items()
+                    if info.rows
                 ],
             }
         ],

@@ -1,0 +1,150 @@
+"""Snapshots from real crawls: layout, checksums, loaders, refresh versions, leakage refusal."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import duckdb
+import pyarrow.parquet as pq
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from harvester.errors import LeakageError
+from harvester.jobs import build_snapshot
+from harvester.spec import parse_spec
+from harvester.store.blob import BlobStore
+from harvester.store.snapshots import Snapshots, version_prefix
+from tests.conftest import crawl, crawl_and_build
+from tests.webtest import SiteServer
+
+
+def _spec(sites: list[SiteServer], **extra: object) -> dict[str, object]:
+    return {
+        "dataset": "web",
+        "seeds": [s.origin + "/" for s in sites],
+        "scope": {"sitemaps": False},
+        "politeness": {"requests_per_second": 100, "concurrency_per_domain": 4},
+        # small shards so the layout has several files per split
+        "shards": {"max_bytes": 4096},
+        "splits": {"train": 0.6, "validation": 0.2, "test": 0.2},
+        **extra,
+    }
+
+
+def _by_url(store: BlobStore, dataset: str, version: int | None = None) -> dict[str, dict]:
+    snapshots = Snapshots(store)
+    table = snapshots.documents(snapshots.manifest(dataset, version))
+    return {row["url"]: row for row in table.to_pylist()}
+
+
+def test_snapshot_layout_checksums_and_loaders(
+    catalog: sessionmaker[Session], sites: list[SiteServer], store: BlobStore
+) -> None:
+    _, manifest = crawl_and_build(_spec(sites), catalog, store)
+    root = Path(store.path(version_prefix("web", 1)))
+    assert manifest.version == 1 and manifest.parent_version is None
+    # The three sites serve the same 20 articles: one copy of each survives exact dedup.
+    assert manifest.rows == 20 and manifest.stats["dedup/exact"] == 40
+    assert manifest.stats["quality/dropped/too_short"] == 3  # the home pages
+    for entry in manifest.files:
+        data = (root / entry.path).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == entry.sha256 and len(data) == entry.bytes
+    shards = sorted(p.name for p in (root / "data").iterdir())
+    for split, info in manifest.splits.items():
+        names = [s for s in shards if s.startswith(split + "-")]
+        assert names == [
+            f"{split}-{i:05d}-of-{info.shards:05d}.parquet" for i in range(info.shards)
+        ]
+    assert json.loads((root / "manifest.json").read_text())["leakage"]["cross_split_urls"] == 0
+    assert manifest.splits["train"].shards > 1
+
+    table = pq.read_table(root / "data")
+    assert table.num_rows == 20
+    for column in ("id", "url", "domain", "title", "text", "language", "fetched_at",
+                   "published_at", "content_sha256", "raw_sha256", "extractor", "cluster_id",
+                   "cluster_size", "pii_counts", "quality_word_count", "split"):  # fmt: skip
+        assert column in table.column_names
+    assert set(table.column("language").to_pylist()) == {"en"}
+
+    count = duckdb.sql(f"select count(*) from '{root}/data/*.parquet'").fetchall()[0]
+    assert count == (20,)
+
+    os.environ["HF_DATASETS_OFFLINE"] = "1"
+    import datasets  # imported late: heavy, and only the loader test needs it
+
+    cache = str(store.path("hf-cache"))
+    by_dir = datasets.load_dataset("parquet", data_dir=str(root / "data"), cache_dir=cache)
+    by_card = datasets.load_dataset(str(root), cache_dir=cache + "-card")
+    for loaded in (by_dir, by_card):
+        assert {k: v.num_rows for k, v in loaded.items()} == {
+            k: v.rows for k, v in manifest.splits.items() if v.rows
+        }
+
+
+def test_refresh_keeps_ids_and_splits_and_records_changes(
+    sqlite_catalog: sessionmaker[Session], sites: list[SiteServer], store: BlobStore
+) -> None:
+    site = sites[0]
+    spec = _spec([site])
+    crawl_and_build(spec, sqlite_catalog, store)
+    before = _by_url(store, "web")
+
+    site.state.revisions[3] = 1  # changed text and ETag
+    site.state.gone.add(4)  # 404 now
+    site.state.pages = 22  # pages 20 and 21 appear (linked from pages 19 and 20)
+    _, manifest = crawl_and_build(spec, sqlite_catalog, store)
+    after = _by_url(store, "web")
+
+    assert manifest.version == 2 and manifest.parent_version == 1
+    page = site.origin + "/page/"
+    assert page + "4" not in after
+    assert after[page + "3"]["content_sha256"] != before[page + "3"]["content_sha256"]
+    assert {page + "20", page + "21"} <= set(after)
+    for url, row in before.items():
+        if url in after:
+            assert (after[url]["id"], after[url]["split"]) == (row["id"], row["split"])
+    assert manifest.changes.removed == 1 and manifest.changes.changed == 1
+    assert manifest.changes.added == 2
+    assert manifest.changes.unchanged == len(before) - 2
+    revalidated = [h for h in site.state.log if h.headers.get("If-None-Match")]
+    assert len(revalidated) >= 18  # unchanged pages came back as 304 and were carried
+    assert manifest.stats["fetch/outcome/not-modified"] >= 17
+
+
+def test_new_near_duplicate_is_dropped_against_the_parent(
+    sqlite_catalog: sessionmaker[Session], sites: list[SiteServer], store: BlobStore
+) -> None:
+    site = sites[0]
+    site.state.pages = 5
+    crawl_and_build(_spec([site]), sqlite_catalog, store)
+    site.state.copies = {5: 2}  # page 5 becomes a near copy of page 2
+    site.state.pages = 6
+    _, manifest = crawl_and_build(_spec([site]), sqlite_catalog, store)
+    assert manifest.stats["dedup/near"] + manifest.stats["dedup/exact"] == 1
+    assert site.origin + "/page/5" not in _by_url(store, "web")
+
+
+def test_leaking_split_assignment_is_refused(
+    sqlite_catalog: sessionmaker[Session], sites: list[SiteServer], store: BlobStore
+) -> None:
+    site = sites[0]
+    site.state.copies = {i: i - 10 for i in range(10, 20)}  # ten planted near duplicates
+    keep_dups = {"pipeline": {"dedup": {"action": "keep"}}}
+    leaking = _spec([site], dataset="leaky", splits={"train": 0.5, "validation": 0.0,
+                                                     "test": 0.5, "group_by": "url"}, **keep_dups)  # fmt: skip
+    job_id, _ = crawl(leaking, sqlite_catalog, store)
+    with pytest.raises(LeakageError, match="near duplicates"):
+        build_snapshot(sqlite_catalog, store, job_id, parse_spec(leaking))
+    assert Snapshots(store).versions("leaky") == []  # nothing committed
+
+    grouped = _spec([site], dataset="grouped", splits={"train": 0.5, "validation": 0.0,
+                                                       "test": 0.5, "group_by": "cluster"}, **keep_dups)  # fmt: skip
+    _, manifest = crawl_and_build(grouped, sqlite_catalog, store)
+    assert manifest.leakage.cross_split_near_duplicates == 0
+    rows = _by_url(store, "grouped")
+    for i in range(10, 20):
+        copy, original = rows[f"{site.origin}/page/{i}"], rows[f"{site.origin}/page/{i - 10}"]
+        assert copy["cluster_id"] == original["cluster_id"] and copy["split"] == original["split"]
