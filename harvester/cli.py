@@ -151,7 +151,16 @@ def crawl(
         allow_private or settings.allow_private_networks, settings.allowed_networks
     )
     with CpuPool() as cpu:
-        crawler = Crawler(job_spec, job_id, sessions, store, proxy_pool=pool, guard=guard, cpu=cpu)
+        crawler = Crawler(
+            job_spec,
+            job_id,
+            sessions,
+            store,
+            proxy_pool=pool,
+            guard=guard,
+            cpu=cpu,
+            refresh_urls=refresh_urls(store, job_spec.dataset),
+        )
         finished = asyncio.run(_run_with_progress(crawler, progress and sys.stderr.isatty()))
     stats = crawler.stats
     fetched = stats.get("fetch/outcome/fetched")

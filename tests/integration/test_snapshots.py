@@ -133,15 +133,14 @@ def test_leaking_split_assignment_is_refused(
     site = sites[0]
     site.state.copies = {i: i - 10 for i in range(10, 20)}  # ten planted near duplicates
     keep_dups = {"pipeline": {"dedup": {"action": "keep"}}}
-    leaking = _spec([site], dataset="leaky", splits={"train": 0.5, "validation": 0.0,
-                                                     "test": 0.5, "group_by": "url"}, **keep_dups)  # fmt: skip
+    halves = {"train": 0.5, "validation": 0.0, "test": 0.5}
+    leaking = _spec([site], dataset="leaky", splits=halves | {"group_by": "url"}, **keep_dups)
     job_id, _ = crawl(leaking, sqlite_catalog, store)
     with pytest.raises(LeakageError, match="near duplicates"):
         build_snapshot(sqlite_catalog, store, job_id, parse_spec(leaking))
     assert Snapshots(store).versions("leaky") == []  # nothing committed
 
-    grouped = _spec([site], dataset="grouped", splits={"train": 0.5, "validation": 0.0,
-                                                       "test": 0.5, "group_by": "cluster"}, **keep_dups)  # fmt: skip
+    grouped = _spec([site], dataset="grouped", splits=halves | {"group_by": "cluster"}, **keep_dups)
     _, manifest = crawl_and_build(grouped, sqlite_catalog, store)
     assert manifest.leakage.cross_split_near_duplicates == 0
     rows = _by_url(store, "grouped")
