@@ -64,9 +64,10 @@ def check(
     splits: Sequence[str],
     signatures: npt.NDArray[np.uint32],
     threshold: float,
+    ngram: int,
 ) -> LeakageReport:
     """Count duplicates and URLs that cross splits, and the test-in-train n-gram rate."""
-    pairs = near_pairs(signatures, threshold)
+    pairs = near_pairs(signatures, threshold, texts, ngram)
     split_arr = np.asarray(splits)
     near = int(np.sum(split_arr[pairs[:, 0]] != split_arr[pairs[:, 1]])) if len(pairs) else 0
     test = [t for t, s in zip(texts, splits, strict=True) if s == "test"]

@@ -82,9 +82,15 @@ def signatures(texts: Sequence[str], num_perm: int, ngram: int) -> npt.NDArray[n
     return signatures_of_shingles([ngram_hashes(word_hashes(t), ngram) for t in texts], num_perm)
 
 
+# Candidates are verified exactly afterwards, so a false positive costs only a check while a
+# false negative is a duplicate kept: weight datasketch's band optimiser towards recall
+# (at 0.8 and 128 permutations: 16 bands x 8 rows, P(candidate | J=0.8) = 0.95 instead of 0.40).
+_LSH_WEIGHTS = (0.05, 0.95)
+
+
 def lsh_bands(threshold: float, num_perm: int) -> tuple[int, int]:
-    """(bands, rows per band) datasketch chooses for a Jaccard threshold."""
-    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    """(bands, rows per band) datasketch chooses for a Jaccard threshold, recall-weighted."""
+    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm, weights=_LSH_WEIGHTS)
     return lsh.b, lsh.r
 
 

@@ -22,9 +22,9 @@ import pyarrow.compute as pc
 from harvester.crawl.staging import BUILD_COLUMNS, STAGING_SCHEMA
 from harvester.errors import BuildError, LeakageError
 from harvester.pipeline import leakage
-from harvester.pipeline.dedup import candidate_pairs, cluster_labels, exact_labels
+from harvester.pipeline.dedup import cluster_labels, exact_labels, near_pairs
 from harvester.pipeline.document import DOCUMENT_SCHEMA
-from harvester.pipeline.minhash import estimated_jaccard, lsh_bands, signatures
+from harvester.pipeline.minhash import lsh_bands, signatures
 from harvester.pipeline.splits import SPLITS, assign, default_salt
 from harvester.spec import JobSpec
 from harvester.store.blob import BlobStore
@@ -100,12 +100,9 @@ class SnapshotBuilder:
         rank = self._rank(table)
         exact = exact_labels(table.column("content_sha256").to_pylist(), rank)
         survivors = np.flatnonzero(exact == np.arange(len(exact)))
-        survivor_sigs = sigs[survivors]
-        candidates_found = candidate_pairs(survivor_sigs, dedup.threshold)
-        similarity = estimated_jaccard(
-            survivor_sigs[candidates_found[:, 0]], survivor_sigs[candidates_found[:, 1]]
-        )
-        verified = candidates_found[similarity >= dedup.threshold]
+        texts = table.column("text").to_pylist()
+        survivor_texts = [texts[i] for i in survivors]
+        verified = near_pairs(sigs[survivors], dedup.threshold, survivor_texts, dedup.ngram)
         exact_pairs = np.flatnonzero(exact != np.arange(len(exact)))
         pairs = np.concatenate(
             [np.stack([exact_pairs, exact[exact_pairs]], axis=1), survivors[verified]]
@@ -146,6 +143,7 @@ class SnapshotBuilder:
             final.column("split").to_pylist(),
             final_sigs,
             dedup.threshold,
+            dedup.ngram,
         )
         if not report.clean:
             raise LeakageError(
@@ -187,7 +185,6 @@ class SnapshotBuilder:
                 exact_duplicates=stats["dedup/exact"],
                 near_duplicates=near_removed,
                 clusters_with_duplicates=clusters_with_dups,
-                candidate_pairs=len(candidates_found),
                 verified_pairs=len(verified),
             ),
             leakage=Leakage(

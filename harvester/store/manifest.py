@@ -62,8 +62,8 @@ class DedupReport(_Model):
     exact_duplicates: int
     near_duplicates: int
     clusters_with_duplicates: int
-    candidate_pairs: int
     verified_pairs: int
+    """Pairs whose exact Jaccard reached the threshold (union-find edges)."""
 
 
 class Manifest(_Model):

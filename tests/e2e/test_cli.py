@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -52,6 +53,31 @@ def test_crawl_of_the_demo_site(tmp_path: Path, demo: str) -> None:
     assert table.num_rows == 32
     assert not any("/private/" in u for u in table.column("url").to_pylist())
     assert "demo@v1: 24 documents" in done.stdout  # the 24 articles; section pages dropped
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [HARVESTER, "datasets", *args],
+            env=_env(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    listed = cli("list")
+    assert listed.returncode == 0 and "demo" in listed.stdout and "v1" in listed.stdout
+    shown = cli("show", "demo@v1")
+    manifest = json.loads(shown.stdout)
+    assert manifest["version"] == 1 and manifest["splits"]["train"]["rows"] > 0
+    assert manifest["leakage"]["cross_split_urls"] == 0
+    assert manifest["stats"]["fetch/outcome/fetched"] == 32
+    downloaded = cli("download", "demo", str(tmp_path / "out"))
+    assert downloaded.returncode == 0, downloaded.stderr
+    local = tmp_path / "out" / "demo" / "v1"
+    assert (local / "manifest.json").exists() and (local / "README.md").exists()
+    table = pq.read_table(local / "data")
+    assert table.num_rows == 24 and "<EMAIL>" in " ".join(table.column("text").to_pylist())
+    missing = cli("show", "demo@v9")
+    assert missing.returncode == 2 and "no version 9" in missing.stderr
 
 
 def test_without_allow_private_loopback_is_refused(tmp_path: Path, demo: str) -> None:

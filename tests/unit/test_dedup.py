@@ -66,9 +66,10 @@ def test_near_duplicate_families_cluster_and_strangers_do_not() -> None:
         assert _jaccard(base, far) < 0.5
         texts.append(far)
         family_of.append(-1 - family)
-    sigs = signatures([" ".join(t) for t in texts], 128, 5)
+    joined = [" ".join(t) for t in texts]
+    sigs = signatures(joined, 128, 5)
     rank = np.arange(len(texts), dtype=np.int64)
-    labels = cluster_labels(len(texts), near_pairs(sigs, 0.8), rank)
+    labels = cluster_labels(len(texts), near_pairs(sigs, 0.8, joined, 5), rank)
     for i, j in zip(range(len(texts)), labels.tolist(), strict=True):
         assert family_of[i] == family_of[j], "a near-duplicate cluster mixed families"
     members = [i for i, f in enumerate(family_of) if f >= 0]
@@ -101,13 +102,13 @@ def test_leakage_check_counts_what_crosses_splits() -> None:
     sigs = signatures(texts, 128, 5)
     hashes = ["h0", "h1", "h2"]
     crossing = leakage.check(
-        ["u0", "u1", "u2"], hashes, texts, ["train", "test", "train"], sigs, 0.8
+        ["u0", "u1", "u2"], hashes, texts, ["train", "test", "train"], sigs, 0.8, 5
     )
     assert crossing.cross_split_near_duplicates == 1 and not crossing.clean
     assert crossing.test_13gram_in_train > 0.9
     together = leakage.check(
-        ["u0", "u1", "u2"], hashes, texts, ["test", "test", "train"], sigs, 0.8
+        ["u0", "u1", "u2"], hashes, texts, ["test", "test", "train"], sigs, 0.8, 5
     )
     assert together.clean and together.test_13gram_in_train < 0.05
-    urls = leakage.check(["u0", "u0", "u2"], hashes, texts, ["train", "test", "test"], sigs, 0.8)
+    urls = leakage.check(["u0", "u0", "u2"], hashes, texts, ["train", "test", "test"], sigs, 0.8, 5)
     assert urls.cross_split_urls == 1
