@@ -48,8 +48,8 @@ def fingerprint(options: Extraction) -> str:
     return f"trafilatura-{trafilatura.__version__}+{digest}"
 
 
-class _BudgetExceeded(Exception):
-    pass
+class _BudgetExceeded(BaseException):
+    """A BaseException: trafilatura catches `Exception` internally and would swallow it."""
 
 
 def _on_alarm(_signum: int, _frame: FrameType | None) -> None:
@@ -68,7 +68,8 @@ def _time_budget(seconds: float) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def _fallback(html: str, method: str) -> Extracted:
+def fallback(html: str, method: str) -> Extracted:
+    """The cheap extraction: visible text of `main`/`article` (or body) minus page furniture."""
     tree = LexborHTMLParser(html)
     title_node = tree.css_first("title")
     for node in tree.css(_FALLBACK_DROP):
@@ -104,9 +105,9 @@ def extract(html: str, url: str, options: Extraction, *, use_budget: bool = True
                 output_format="python",
             )
     except _BudgetExceeded:
-        return _fallback(html, "fallback/timeout")
+        return fallback(html, "fallback/timeout")
     except Exception:  # trafilatura/lxml choke on some pages: the fallback still reads them
-        return _fallback(html, "fallback/error")
+        return fallback(html, "fallback/error")
     if not isinstance(doc, trafilatura.settings.Document) or doc.body is None:
         return Extracted("", None, None, None, None, None, None, "trafilatura")
     body = doc.body

@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from harvester.pipeline.document import Document, parse_date
-from harvester.pipeline.extract import extract, fingerprint
+from harvester.pipeline.extract import extract, fallback, fingerprint
 from harvester.pipeline.minhash import signatures
 from harvester.pipeline.pii import PiiScrubber
 from harvester.pipeline.quality import judge, measure
@@ -45,6 +45,13 @@ class Processed:
 def process_page(page: Page, pipeline: Pipeline) -> Processed:
     """Run every crawl-phase stage on one page; each stage counts what it did."""
     counters: Counter[str] = Counter()
+    # Pre-pass: trafilatura keeps a subset of the visible text, so a page whose whole visible
+    # text is under the word minimum cannot pass; judge it at selectolax speed (~100x faster).
+    visible = fallback(page.html, "prepass").text
+    if len(visible.split()) < pipeline.quality.min_words:
+        counters["extract/prepass"] += 1
+        counters["quality/dropped/too_short"] += 1
+        return Processed(None, None, "quality/too_short", dict(counters))
     extracted = extract(page.html, page.url, pipeline.extract)
     counters[f"extract/{extracted.method}"] += 1
     if not extracted.text.strip():
