@@ -1,0 +1,217 @@
+"""End-to-end benchmark: crawl + pipeline pages/s on real pages, next to Scrapy + trafilatura.
+
+    python bench/pipeline.py [--pages 1500] [--no-scrapy]
+
+Serves Debian's python3.11-doc, postgresql-doc-15 and git-doc on three loopback addresses
+(bench/site.py), then in the same run:
+ 1. `harvester crawl` of the three sites (no effective rate limit, 8 requests per domain),
+    whole job: fetch, extraction, quality, PII, signatures, snapshot build;
+ 2. Scrapy with trafilatura.extract in its parse callback on the same sites and page cap
+    (installed into bench/.venv-scrapy on first run, not a project dependency);
+ 3. the single-core trafilatura rate on a sample of the same pages, for the goal
+    (≥ 75% of cores x single-core extraction rate, ≥ 2.5x Scrapy + trafilatura).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from crawl import ensure_scrapy, free_port  # noqa: E402
+from docs import ensure_docs, sample_pages  # noqa: E402
+
+SPIDER = """
+import scrapy, trafilatura
+from urllib.parse import urlsplit
+class Bench(scrapy.Spider):
+    name = "bench"
+    def __init__(self, seeds="", **kw):
+        super().__init__(**kw)
+        self.start_urls = seeds.split(",")
+        self.allowed_domains = [urlsplit(u).hostname for u in self.start_urls]
+    def parse(self, response):
+        if not hasattr(response, "text"):
+            return
+        text = trafilatura.extract(response.text, url=response.url, deduplicate=False)
+        yield {"url": response.url, "chars": len(text or "")}
+        for href in response.css("a::attr(href)").getall():
+            if not href.startswith(("mailto:", "javascript:", "tel:", "#")):
+                yield response.follow(href, self.parse)
+"""
+
+
+class DocSites:
+    """One bench/site.py process per documentation root, each on its own loopback address."""
+
+    def __init__(self, work: Path) -> None:
+        self.procs, self.seeds, self.logs = [], [], []
+        for i, root in enumerate(ensure_docs().values()):
+            host, port = f"127.0.0.{50 + i}", free_port(f"127.0.0.{50 + i}")
+            log = work / f"log-{i}-{time.time_ns()}.txt"
+            self.procs.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        str(HERE / "site.py"),
+                        "--host",
+                        host,
+                        "--port",
+                        str(port),
+                        "--root",
+                        str(root),
+                        "--log",
+                        str(log),
+                    ]
+                )
+            )
+            self.seeds.append(f"http://{host}:{port}/index.html")
+            self.logs.append(log)
+            for _ in range(100):
+                try:
+                    socket.create_connection((host, port), 0.1).close()
+                    break
+                except OSError:
+                    time.sleep(0.05)
+
+    def pages(self) -> int:
+        return sum(
+            1
+            for log in self.logs
+            for line in log.read_text().splitlines()
+            if line.endswith(".html") or line.endswith("/")
+        )
+
+    def close(self) -> None:
+        for proc in self.procs:
+            proc.terminate()
+            proc.wait()
+
+
+def run_harvester(work: Path, seeds: list[str], pages: int) -> tuple[float, str]:
+    env = {
+        **os.environ,
+        "HARVESTER_DATABASE_URL": f"sqlite:///{work}/h-{time.time_ns()}.db",
+        "HARVESTER_STORAGE_URL": str(work / "store"),
+    }
+    spec = work / "spec.json"
+    spec.write_text('{"dataset": "docs", "seeds": ["http://x/"], "scope": {"max_depth": 1000}}')
+    started = time.monotonic()
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("harvester")),
+            "crawl",
+            *seeds,
+            "--spec",
+            str(spec),
+            "--allow-private",
+            "--rate",
+            "1000",
+            "--concurrency-per-domain",
+            "8",
+            "--max-pages",
+            str(pages),
+            "--no-progress",
+            "--fresh",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return time.monotonic() - started, done.stdout
+
+
+def run_scrapy(work: Path, seeds: list[str], pages: int) -> float:
+    python = ensure_scrapy()
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "trafilatura", "lxml_html_clean"],
+        check=True,
+        stderr=subprocess.DEVNULL,
+    )
+    spider = work / "spider.py"
+    spider.write_text(SPIDER)
+    started = time.monotonic()
+    subprocess.run(
+        [
+            str(python),
+            "-m",
+            "scrapy",
+            "runspider",
+            str(spider),
+            "-a",
+            f"seeds={','.join(seeds)}",
+            "-s",
+            "LOG_LEVEL=ERROR",
+            "-s",
+            "ROBOTSTXT_OBEY=False",
+            "-s",
+            "DOWNLOAD_DELAY=0",
+            "-s",
+            "CONCURRENT_REQUESTS_PER_DOMAIN=8",
+            "-s",
+            "CONCURRENT_REQUESTS=64",
+            "-s",
+            f"CLOSESPIDER_PAGECOUNT={pages}",
+            "-s",
+            "TELNETCONSOLE_ENABLED=False",
+        ],
+        check=True,
+        cwd=work,
+    )
+    return time.monotonic() - started
+
+
+def single_core_rate(count: int = 150) -> float:
+    from harvester.pipeline.extract import extract
+    from harvester.spec import Extraction
+
+    pages = [p.read_text(errors="replace") for p in sample_pages(count, seed=1)]
+    started = time.perf_counter()
+    for html in pages:
+        extract(html, "http://docs.test/", Extraction())
+    return len(pages) / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pages", type=int, default=1500)
+    parser.add_argument("--no-scrapy", action="store_true")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="harvester-pipeline-"))
+    cores = os.cpu_count() or 1
+    single = single_core_rate()
+    print(f"trafilatura on one core: {single:.1f} pages/s; {cores} cores")
+
+    sites = DocSites(work)
+    elapsed, out = run_harvester(work, sites.seeds, args.pages)
+    fetched = sites.pages()
+    sites.close()
+    rate = fetched / elapsed
+    summary = " | ".join(line for line in out.splitlines() if "@v" in line or "job" in line)
+    print(
+        f"harvester: {fetched} pages in {elapsed:.1f}s = {rate:.1f} pages/s (crawl+pipeline+build)"
+    )
+    print(f"  {summary}")
+    print(f"  = {rate / (cores * single):.0%} of cores x single-core extraction rate")
+    if not args.no_scrapy:
+        ensure_scrapy()
+        sites = DocSites(work)
+        s_elapsed = run_scrapy(work, sites.seeds, args.pages)
+        s_fetched = sites.pages()
+        sites.close()
+        s_rate = s_fetched / s_elapsed
+        print(f"scrapy+trafilatura: {s_fetched} pages in {s_elapsed:.1f}s = {s_rate:.1f} pages/s")
+        print(f"ratio harvester / scrapy+trafilatura = {rate / s_rate:.2f}")
+
+
+if __name__ == "__main__":
+    main()
