@@ -5,7 +5,8 @@
 Serves Debian's python3.11-doc, postgresql-doc-15 and git-doc on three loopback addresses
 (bench/site.py), then in the same run:
  1. `harvester crawl` of the three sites (no effective rate limit, 8 requests per domain),
-    whole job: fetch, extraction, quality, PII, signatures, snapshot build;
+    whole job: fetch, extraction, quality, PII, signatures, snapshot build; with the default
+    extraction and with trafilatura's `fast` mode;
  2. Scrapy with trafilatura.extract in its parse callback on the same sites and page cap
     (installed into bench/.venv-scrapy on first run, not a project dependency);
  3. the single-core trafilatura rate on a sample of the same pages, for the goal
@@ -15,6 +16,7 @@ Serves Debian's python3.11-doc, postgresql-doc-15 and git-doc on three loopback 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 import subprocess
@@ -96,14 +98,24 @@ class DocSites:
             proc.wait()
 
 
-def run_harvester(work: Path, seeds: list[str], pages: int) -> tuple[float, str]:
+def run_harvester(work: Path, seeds: list[str], pages: int, fast: bool) -> tuple[float, str]:
     env = {
         **os.environ,
         "HARVESTER_DATABASE_URL": f"sqlite:///{work}/h-{time.time_ns()}.db",
-        "HARVESTER_STORAGE_URL": str(work / "store"),
+        "HARVESTER_STORAGE_URL": str(work / f"store-{time.time_ns()}"),
     }
     spec = work / "spec.json"
-    spec.write_text('{"dataset": "docs", "seeds": ["http://x/"], "scope": {"max_depth": 1000}}')
+    extract = {"fast": fast}
+    spec.write_text(
+        json.dumps(
+            {
+                "dataset": "docs",
+                "seeds": ["http://x/"],
+                "scope": {"max_depth": 1000},
+                "pipeline": {"extract": extract},
+            }
+        )
+    )
     started = time.monotonic()
     done = subprocess.run(
         [
@@ -191,17 +203,19 @@ def main() -> None:
     single = single_core_rate()
     print(f"trafilatura on one core: {single:.1f} pages/s; {cores} cores")
 
-    sites = DocSites(work)
-    elapsed, out = run_harvester(work, sites.seeds, args.pages)
-    fetched = sites.pages()
-    sites.close()
-    rate = fetched / elapsed
-    summary = " | ".join(line for line in out.splitlines() if "@v" in line or "job" in line)
-    print(
-        f"harvester: {fetched} pages in {elapsed:.1f}s = {rate:.1f} pages/s (crawl+pipeline+build)"
-    )
-    print(f"  {summary}")
-    print(f"  = {rate / (cores * single):.0%} of cores x single-core extraction rate")
+    rates = {}
+    for fast in (False, True):
+        sites = DocSites(work)
+        elapsed, out = run_harvester(work, sites.seeds, args.pages, fast)
+        fetched = sites.pages()
+        sites.close()
+        rate = rates[fast] = fetched / elapsed
+        summary = " | ".join(line for line in out.splitlines() if "@v" in line)
+        print(
+            f"harvester{' (extract.fast)' if fast else ''}: {fetched} pages in {elapsed:.1f}s = "
+            f"{rate:.1f} pages/s (crawl+pipeline+build) → {summary}; "
+            f"{rate / (cores * single):.0%} of cores x single-core extraction rate"
+        )
     if not args.no_scrapy:
         ensure_scrapy()
         sites = DocSites(work)
@@ -210,7 +224,10 @@ def main() -> None:
         sites.close()
         s_rate = s_fetched / s_elapsed
         print(f"scrapy+trafilatura: {s_fetched} pages in {s_elapsed:.1f}s = {s_rate:.1f} pages/s")
-        print(f"ratio harvester / scrapy+trafilatura = {rate / s_rate:.2f}")
+        print(
+            f"ratio harvester / scrapy+trafilatura = {rates[False] / s_rate:.2f} "
+            f"(with extract.fast: {rates[True] / s_rate:.2f})"
+        )
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from harvester.catalog.db import open_catalog
 from harvester.config import Settings
 from harvester.cpu import CpuPool
 from harvester.crawl.crawler import Crawler
-from harvester.crawl.frontier import create_job, find_resumable
+from harvester.crawl.frontier import create_job, find_resumable, set_job_state
 from harvester.crawl.netguard import NetworkGuard
 from harvester.crawl.proxies import ProxyPool, load_proxies_file
 from harvester.crawl.staging import staging_prefix
@@ -174,6 +174,7 @@ def crawl(
         console.print("stopped; run the same command again to resume")
         raise typer.Exit(130)
     if fetched + stats.get("fetch/outcome/not-modified") == 0:
+        set_job_state(sessions, job_id, "failed", error="no page could be fetched")
         raise typer.Exit(1)
     console.print("building the snapshot…")
     try:

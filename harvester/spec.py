@@ -113,6 +113,9 @@ class Extraction(_Section):
     """trafilatura's fast mode: no fallback extractors (see bench/extract.py for the trade)."""
     include_comments: bool = False
     include_tables: bool = True
+    extensive_date_search: bool = False
+    """htmldate's extensive search (dateparser over the whole text): finds a date on more
+    pages but doubles the cost of extraction; meta tags, `<time>` and URLs are read anyway."""
     time_budget_s: Annotated[float, Field(gt=0, le=600)] = 5.0
     """Per-page budget; past it the page is extracted by the cheap fallback and counted."""
 

@@ -1,8 +1,9 @@
 """Staging parts: the hand-over from the crawl phase to the build phase.
 
-One row per fetched page: what the fetch returned (raw body included, so a page can be
-re-processed without re-fetching), the pipeline's verdict (`dropped` with the stage and
-reason, or the document's columns) and the MinHash signature, so the build never recomputes it.
+One row per fetched page: what the fetch returned (status, validators, encoding, the raw
+body's sha256 but not the body: PII is scrubbed before anything is written), the pipeline's
+verdict (`dropped` with the stage and reason, or the document's columns) and the MinHash
+signature, so the build never recomputes it.
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ _FETCH_FIELDS = [
     ("fetched_at", pa.timestamp("us", tz="UTC")),
     ("proxy", pa.string()),
     ("encoding", pa.string()),
-    ("body", pa.large_binary()),
     ("dropped", pa.string()),
 ]
 STAGING_SCHEMA = pa.schema(
@@ -39,8 +39,6 @@ STAGING_SCHEMA = pa.schema(
         ("minhash", pa.list_(pa.uint32())),
     ]
 )
-# What the build reads: everything but the raw body.
-BUILD_COLUMNS = [name for name in STAGING_SCHEMA.names if name != "body"]
 
 
 def staging_prefix(job_id: str) -> str:
@@ -61,7 +59,6 @@ def _row(job_id: str, result: FetchResult, depth: int, processed: Processed) -> 
         "fetched_at": result.fetched_at,
         "proxy": result.proxy,
         "encoding": result.encoding,
-        "body": result.body,
         "dropped": processed.dropped,
     }
     if processed.document is not None and processed.signature is not None:

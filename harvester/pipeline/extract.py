@@ -18,6 +18,7 @@ from types import FrameType
 
 import trafilatura
 from selectolax.lexbor import LexborHTMLParser
+from trafilatura.settings import set_date_params
 from trafilatura.xml import xmltotxt
 
 from harvester.spec import Extraction
@@ -42,7 +43,7 @@ class Extracted:
 def fingerprint(options: Extraction) -> str:
     """Extractor version plus a hash of the options that change its output."""
     relevant = options.model_dump(
-        include={"markdown", "fast", "include_comments", "include_tables"}
+        include={"markdown", "fast", "include_comments", "include_tables", "extensive_date_search"}
     )
     digest = hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:12]
     return f"trafilatura-{trafilatura.__version__}+{digest}"
@@ -102,6 +103,7 @@ def extract(html: str, url: str, options: Extraction, *, use_budget: bool = True
                 include_formatting=options.markdown,
                 deduplicate=False,
                 with_metadata=True,
+                date_extraction_params=set_date_params(options.extensive_date_search),
                 output_format="python",
             )
     except _BudgetExceeded:

@@ -19,7 +19,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from harvester.crawl.staging import BUILD_COLUMNS, STAGING_SCHEMA
+from harvester.crawl.staging import STAGING_SCHEMA
 from harvester.errors import BuildError, LeakageError
 from harvester.pipeline import leakage
 from harvester.pipeline.dedup import cluster_labels, exact_labels, near_pairs
@@ -203,9 +203,7 @@ class SnapshotBuilder:
     def _candidates(self, job: BuildInput, parent: Manifest | None) -> _Candidates:
         dedup = job.spec.pipeline.dedup
         staged = (
-            self._store.read_parquet(job.staging, columns=BUILD_COLUMNS)
-            if job.staging
-            else STAGING_SCHEMA.empty_table().select(BUILD_COLUMNS)
+            self._store.read_parquet(job.staging) if job.staging else STAGING_SCHEMA.empty_table()
         )
         refetched = set(staged.column("url").to_pylist())
         fresh = staged.filter(pc.is_null(staged.column("dropped")))

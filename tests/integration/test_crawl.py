@@ -56,8 +56,14 @@ def test_crawl_of_three_sites_records_one_outcome_per_url(
         assert job is not None and job.state == "building"  # crawled; the build comes next
     table = pq.read_table([store.path(p) for p in parts])
     assert sorted(table.column("url").to_pylist()) == sorted(r.url for r in fetched)
-    body = table.filter(pq.filters_to_expression([("url", "=", sites[0].origin + "/page/3")]))
-    assert b"<h1>Page 3</h1>" in body.column("body")[0].as_py()
+    page = table.filter(pq.filters_to_expression([("url", "=", sites[0].origin + "/page/3")]))
+    row = page.to_pylist()[0]
+    assert row["title"] == "Page 3" and row["dropped"] is None and len(row["minhash"]) == 128
+    assert row["quality_word_count"] > 100 and len(row["raw_sha256"]) == 64
+    home = table.filter(pq.filters_to_expression([("url", "=", sites[0].origin + "/")]))
+    assert (
+        home.to_pylist()[0]["dropped"] == "quality/too_short" and "body" not in table.schema.names
+    )
 
 
 def test_second_crawl_of_dataset_sends_conditional_requests(
