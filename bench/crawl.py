@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import os
 import random
 import resource
@@ -27,13 +28,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from subprocess import Popen
 
 HERE = Path(__file__).resolve().parent
 SCRAPY_VENV = HERE / ".venv-scrapy"
 WORDS = [w for w in Path(__file__).read_text().split() if w.isalpha()]  # any prose will do
 
-SPIDER = """
-import scrapy
+SPIDER_TEMPLATE = """
+import scrapy{imports}
 from urllib.parse import urlsplit
 class Bench(scrapy.Spider):
     name = "bench"
@@ -42,10 +44,14 @@ class Bench(scrapy.Spider):
         self.start_urls = seeds.split(",")
         self.allowed_domains = [urlsplit(u).hostname for u in self.start_urls]
     def parse(self, response):
-        yield {"url": response.url}
+        if not hasattr(response, "text"):
+            return
+        yield {item}
         for href in response.css("a::attr(href)").getall():
-            yield response.follow(href, self.parse)
+            if not href.startswith(("mailto:", "javascript:", "tel:", "#")):
+                yield response.follow(href, self.parse)
 """
+SPIDER = SPIDER_TEMPLATE.format(imports="", item='{"url": response.url}')
 
 
 def free_port(host: str) -> int:
@@ -70,46 +76,37 @@ def build_site(root: Path, pages: int, seed: int) -> None:
     (root / "index.html").write_text('<html><body><a href="/p0.html">start</a></body></html>')
 
 
+def start_site(root: Path, host: str, log: Path, min_gap: float = 0.0) -> tuple[Popen, str]:
+    """Serve `root` on `host` with bench/site.py; returns the process and its origin once it
+    accepts connections."""
+    port = free_port(host)
+    proc = subprocess.Popen(
+        [sys.executable, str(HERE / "site.py"), "--host", host, "--port", str(port),
+         "--root", str(root), "--log", str(log), "--min-gap", str(min_gap)]
+    )  # fmt: skip
+    for _ in range(100):
+        try:
+            socket.create_connection((host, port), 0.1).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    return proc, f"http://{host}:{port}/"
+
+
 class Sites:
     def __init__(self, work: Path, domains: int, pages: int, min_gap: float) -> None:
         self.procs = []
         self.origins = []
         self.logs = []
         for d in range(domains):
-            host = f"127.0.0.{40 + d}"
             root = work / f"site{d}-{pages}"
             if not root.exists():
                 build_site(root, pages, d)
-            port = free_port(host)
             log = work / f"log-{d}-{time.time_ns()}.txt"
-            self.procs.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        str(HERE / "site.py"),
-                        "--host",
-                        host,
-                        "--port",
-                        str(port),
-                        "--root",
-                        str(root),
-                        "--log",
-                        str(log),
-                        "--min-gap",
-                        str(min_gap),
-                    ]
-                )
-            )
-            self.origins.append(f"http://{host}:{port}/")
+            proc, origin = start_site(root, f"127.0.0.{40 + d}", log, min_gap)
+            self.procs.append(proc)
+            self.origins.append(origin)
             self.logs.append(log)
-        for origin in self.origins:
-            host, port = origin[7:-1].split(":")
-            for _ in range(100):
-                try:
-                    socket.create_connection((host, int(port)), 0.1).close()
-                    break
-                except OSError:
-                    time.sleep(0.05)
 
     def hits(self) -> list[list[tuple[float, str]]]:
         out = []
@@ -124,47 +121,36 @@ class Sites:
             p.wait()
 
 
-def run_harvester(work: Path, seeds: list[str], rate: float, conc: int, pages: int) -> float:
+# The crawl engine alone: a word minimum no page reaches makes the pipeline's selectolax
+# pre-pass drop every page before trafilatura, and the build then has nothing to commit
+# (exit status 1). bench/pipeline.py measures the whole job.
+ENGINE_ONLY = {"pipeline": {"quality": {"min_words": 1_000_000}}}
+
+
+def run_harvester(
+    work: Path, seeds: list[str], rate: float, conc: int, pages: int, spec: dict = ENGINE_ONLY
+) -> tuple[float, str]:
+    """Run `harvester crawl` with a fresh catalog and store; returns (seconds, stdout)."""
     env = {
         **os.environ,
         "HARVESTER_DATABASE_URL": f"sqlite:///{work}/h-{time.time_ns()}.db",
-        "HARVESTER_STORAGE_URL": str(work / "store"),
+        "HARVESTER_STORAGE_URL": str(work / f"store-{time.time_ns()}"),
     }
-    spec = work / "spec.json"
-    # The crawl engine alone: a word minimum no page reaches makes the pipeline's selectolax
-    # pre-pass drop every page before trafilatura, and the build then has nothing to commit
-    # (exit status 1). bench/pipeline.py measures the whole job.
-    spec.write_text(
-        '{"dataset": "bench", "seeds": ["http://x/"], "scope": {"max_depth": 100000}, '
-        '"pipeline": {"quality": {"min_words": 1000000}}}'
-    )
+    spec_file = work / "spec.json"
+    base = {"dataset": "bench", "seeds": ["http://x/"], "scope": {"max_depth": 100000}}
+    spec_file.write_text(json.dumps(base | spec))
     started = time.monotonic()
     done = subprocess.run(
-        [
-            str(Path(sys.executable).with_name("harvester")),
-            "crawl",
-            *seeds,
-            "--spec",
-            str(spec),
-            "--dataset",
-            "bench",
-            "--allow-private",
-            "--rate",
-            str(rate),
-            "--concurrency-per-domain",
-            str(conc),
-            "--max-pages",
-            str(pages),
-            "--no-progress",
-            "--fresh",
-        ],
+        [str(Path(sys.executable).with_name("harvester")), "crawl", *seeds, "--spec",
+         str(spec_file), "--allow-private", "--rate", str(rate), "--concurrency-per-domain",
+         str(conc), "--max-pages", str(pages), "--no-progress", "--fresh"],
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+        capture_output=True,
+        text=True,
+    )  # fmt: skip
     if done.returncode not in (0, 1):
-        raise SystemExit(f"harvester crawl failed with exit status {done.returncode}")
-    return time.monotonic() - started
+        raise SystemExit(f"harvester crawl failed ({done.returncode}): {done.stderr[-2000:]}")
+    return time.monotonic() - started, done.stdout
 
 
 def ensure_scrapy() -> Path:
@@ -175,9 +161,11 @@ def ensure_scrapy() -> Path:
     return python
 
 
-def run_scrapy(work: Path, seeds: list[str], delay: float, conc: int, pages: int) -> float:
+def run_scrapy(
+    work: Path, seeds: list[str], delay: float, conc: int, pages: int, spider_source: str = SPIDER
+) -> float:
     spider = work / "spider.py"
-    spider.write_text(SPIDER)
+    spider.write_text(spider_source)
     started = time.monotonic()
     subprocess.run(
         [
@@ -237,7 +225,7 @@ def main() -> None:
     try:
         print(f"site: {args.domains} domains x {args.pages_per_domain} pages in {work}")
         sites = Sites(work, args.domains, args.pages_per_domain, 0.0)
-        elapsed = run_harvester(work, sites.origins, 1000, 16, total)
+        elapsed, _ = run_harvester(work, sites.origins, 1000, 16, total)
         fetched = sum(len(h) for h in sites.hits())
         rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         sites.close()

@@ -16,9 +16,7 @@ Serves Debian's python3.11-doc, postgresql-doc-15 and git-doc on three loopback 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,27 +26,16 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from crawl import ensure_scrapy, free_port  # noqa: E402
+import crawl  # noqa: E402
+from crawl import ensure_scrapy, start_site  # noqa: E402
 from docs import ensure_docs, sample_pages  # noqa: E402
 
-SPIDER = """
-import scrapy, trafilatura
-from urllib.parse import urlsplit
-class Bench(scrapy.Spider):
-    name = "bench"
-    def __init__(self, seeds="", **kw):
-        super().__init__(**kw)
-        self.start_urls = seeds.split(",")
-        self.allowed_domains = [urlsplit(u).hostname for u in self.start_urls]
-    def parse(self, response):
-        if not hasattr(response, "text"):
-            return
-        text = trafilatura.extract(response.text, url=response.url, deduplicate=False)
-        yield {"url": response.url, "chars": len(text or "")}
-        for href in response.css("a::attr(href)").getall():
-            if not href.startswith(("mailto:", "javascript:", "tel:", "#")):
-                yield response.follow(href, self.parse)
-"""
+# Scrapy's own parse callback, extracting with trafilatura as a Scrapy user would.
+SPIDER = crawl.SPIDER_TEMPLATE.format(
+    imports=", trafilatura",
+    item='{"url": response.url, "chars": len(trafilatura.extract(response.text, '
+    'url=response.url, deduplicate=False) or "")}',
+)
 
 
 class DocSites:
@@ -57,32 +44,11 @@ class DocSites:
     def __init__(self, work: Path) -> None:
         self.procs, self.seeds, self.logs = [], [], []
         for i, root in enumerate(ensure_docs().values()):
-            host, port = f"127.0.0.{50 + i}", free_port(f"127.0.0.{50 + i}")
             log = work / f"log-{i}-{time.time_ns()}.txt"
-            self.procs.append(
-                subprocess.Popen(
-                    [
-                        sys.executable,
-                        str(HERE / "site.py"),
-                        "--host",
-                        host,
-                        "--port",
-                        str(port),
-                        "--root",
-                        str(root),
-                        "--log",
-                        str(log),
-                    ]
-                )
-            )
-            self.seeds.append(f"http://{host}:{port}/index.html")
+            proc, origin = start_site(root, f"127.0.0.{50 + i}", log)
+            self.procs.append(proc)
+            self.seeds.append(origin + "index.html")
             self.logs.append(log)
-            for _ in range(100):
-                try:
-                    socket.create_connection((host, port), 0.1).close()
-                    break
-                except OSError:
-                    time.sleep(0.05)
 
     def pages(self) -> int:
         return sum(
@@ -98,50 +64,6 @@ class DocSites:
             proc.wait()
 
 
-def run_harvester(work: Path, seeds: list[str], pages: int, fast: bool) -> tuple[float, str]:
-    env = {
-        **os.environ,
-        "HARVESTER_DATABASE_URL": f"sqlite:///{work}/h-{time.time_ns()}.db",
-        "HARVESTER_STORAGE_URL": str(work / f"store-{time.time_ns()}"),
-    }
-    spec = work / "spec.json"
-    extract = {"fast": fast}
-    spec.write_text(
-        json.dumps(
-            {
-                "dataset": "docs",
-                "seeds": ["http://x/"],
-                "scope": {"max_depth": 1000},
-                "pipeline": {"extract": extract},
-            }
-        )
-    )
-    started = time.monotonic()
-    done = subprocess.run(
-        [
-            str(Path(sys.executable).with_name("harvester")),
-            "crawl",
-            *seeds,
-            "--spec",
-            str(spec),
-            "--allow-private",
-            "--rate",
-            "1000",
-            "--concurrency-per-domain",
-            "8",
-            "--max-pages",
-            str(pages),
-            "--no-progress",
-            "--fresh",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return time.monotonic() - started, done.stdout
-
-
 def run_scrapy(work: Path, seeds: list[str], pages: int) -> float:
     python = ensure_scrapy()
     subprocess.run(
@@ -149,37 +71,7 @@ def run_scrapy(work: Path, seeds: list[str], pages: int) -> float:
         check=True,
         stderr=subprocess.DEVNULL,
     )
-    spider = work / "spider.py"
-    spider.write_text(SPIDER)
-    started = time.monotonic()
-    subprocess.run(
-        [
-            str(python),
-            "-m",
-            "scrapy",
-            "runspider",
-            str(spider),
-            "-a",
-            f"seeds={','.join(seeds)}",
-            "-s",
-            "LOG_LEVEL=ERROR",
-            "-s",
-            "ROBOTSTXT_OBEY=False",
-            "-s",
-            "DOWNLOAD_DELAY=0",
-            "-s",
-            "CONCURRENT_REQUESTS_PER_DOMAIN=8",
-            "-s",
-            "CONCURRENT_REQUESTS=64",
-            "-s",
-            f"CLOSESPIDER_PAGECOUNT={pages}",
-            "-s",
-            "TELNETCONSOLE_ENABLED=False",
-        ],
-        check=True,
-        cwd=work,
-    )
-    return time.monotonic() - started
+    return crawl.run_scrapy(work, seeds, 0.0, 8, pages, SPIDER)
 
 
 def single_core_rate(count: int = 150) -> float:
@@ -206,7 +98,8 @@ def main() -> None:
     rates = {}
     for fast in (False, True):
         sites = DocSites(work)
-        elapsed, out = run_harvester(work, sites.seeds, args.pages, fast)
+        spec = {"pipeline": {"extract": {"fast": fast}}}
+        elapsed, out = crawl.run_harvester(work, sites.seeds, 1000, 8, args.pages, spec)
         fetched = sites.pages()
         sites.close()
         rate = rates[fast] = fetched / elapsed

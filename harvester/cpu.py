@@ -5,18 +5,30 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+_ORPHAN_CHECK_S = 1.0
 
 
-def _warm_up() -> None:
+def _init_worker(parent: int) -> None:
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     # Import the heavy modules and load the language model before the first page arrives.
     from harvester.pipeline import language, process  # noqa: F401
 
     language.identify("warm up")
+
+
+def _exit_with_parent(parent: int) -> None:
+    # A SIGKILLed parent cannot stop its pool, and a worker holds both ends of its own call
+    # queue, so it would never see EOF: it watches for being orphaned instead.
+    while os.getppid() == parent:
+        time.sleep(_ORPHAN_CHECK_S)
+    os._exit(1)
 
 
 class CpuPool:
@@ -24,11 +36,12 @@ class CpuPool:
 
     def __init__(self, workers: int | None = None) -> None:
         self.workers = workers or os.cpu_count() or 1
-        # forkserver: forking a process that runs threads (catalog, event loop) is unsafe.
+        # spawn: forking a process that runs threads (catalog, event loop) is unsafe.
         self._executor = ProcessPoolExecutor(
             self.workers,
-            mp_context=multiprocessing.get_context("forkserver"),
-            initializer=_warm_up,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(os.getpid(),),
         )
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:

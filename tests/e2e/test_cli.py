@@ -106,6 +106,19 @@ def test_invalid_spec_is_a_clear_error(tmp_path: Path) -> None:
     assert "limits.max_pages" in done.stderr and "Traceback" not in done.stderr
 
 
+def _children(pid: int) -> list[int]:
+    """Process ids whose parent is `pid` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
 def _outcomes(db: Path) -> int:
     try:
         with sqlite3.connect(db) as conn:
@@ -137,8 +150,15 @@ def test_sigkilled_crawl_resumes_without_refetching(tmp_path: Path) -> None:
     deadline = time.monotonic() + 60
     while _outcomes(tmp_path / "h.db") < 40 and time.monotonic() < deadline:
         time.sleep(0.05)
+    workers = _children(first.pid)
+    assert workers, "the crawl runs its pipeline in worker processes"
     first.send_signal(signal.SIGKILL)
     first.wait()
+    # Orphaned pipeline workers notice their parent is gone and exit.
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{pid}").exists() for pid in workers):
+        assert time.monotonic() < deadline, "pipeline workers outlived a SIGKILLed crawl"
+        time.sleep(0.1)
     fetched_before_kill = len(site.state.log)
 
     second = subprocess.run(
