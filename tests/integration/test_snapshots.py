@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import duckdb
@@ -41,7 +40,10 @@ def _by_url(store: BlobStore, dataset: str, version: int | None = None) -> dict[
 
 
 def test_snapshot_layout_checksums_and_loaders(
-    catalog: sessionmaker[Session], sites: list[SiteServer], store: BlobStore
+    catalog: sessionmaker[Session],
+    sites: list[SiteServer],
+    store: BlobStore,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     _, manifest = crawl_and_build(_spec(sites), catalog, store)
     root = Path(store.path(version_prefix("web", 1)))
@@ -72,7 +74,8 @@ def test_snapshot_layout_checksums_and_loaders(
     count = duckdb.sql(f"select count(*) from '{root}/data/*.parquet'").fetchall()[0]
     assert count == (20,)
 
-    os.environ["HF_DATASETS_OFFLINE"] = "1"
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")  # read when `datasets` is first imported
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     import datasets  # imported late: heavy, and only the loader test needs it
 
     cache = str(store.path("hf-cache"))
