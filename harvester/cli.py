@@ -24,6 +24,7 @@ from harvester.crawl.staging import staging_prefix
 from harvester.demo_site import serve_demo_site
 from harvester.errors import BuildError, ConfigurationError, NotFound, StorageError
 from harvester.jobs import build_snapshot, refresh_urls
+from harvester.service.runner import run_roles
 from harvester.spec import JobSpec, load_spec_file, parse_spec
 from harvester.store.blob import BlobStore
 from harvester.store.snapshots import Snapshots, parse_ref, version_prefix
@@ -242,6 +243,53 @@ def datasets_download(
         raise typer.Exit(2 if isinstance(exc, NotFound) else 1) from exc
     print(f"{name}@v{manifest.version}: {len(manifest.files)} files verified")
     print(target / name / f"v{manifest.version}")
+
+
+def _roles(api: bool, worker: bool, scheduler: bool, host: str, port: int) -> None:
+    try:
+        settings = Settings()
+    except ValueError as exc:
+        console.print(f"[red]error:[/] invalid settings: {exc}")
+        raise typer.Exit(2) from exc
+    asyncio.run(
+        run_roles(
+            settings,
+            api=api,
+            worker=worker,
+            scheduler=scheduler,
+            host=host,
+            port=port,
+            announce=lambda line: print(line, flush=True),
+        )
+    )
+
+
+Host = Annotated[str, typer.Option(help="Address to listen on.")]
+Port = Annotated[int, typer.Option(help="Port to listen on.")]
+
+
+@app.command()
+def serve(host: Host = "127.0.0.1", port: Port = 8000) -> None:
+    """API + worker + scheduler in one process (embedded default: SQLite + local files)."""
+    _roles(True, True, True, host, port)
+
+
+@app.command("api")
+def api_role(host: Host = "127.0.0.1", port: Port = 8000) -> None:
+    """The REST API alone."""
+    _roles(True, False, False, host, port)
+
+
+@app.command()
+def worker() -> None:
+    """A job worker: runs queued jobs (start any number against PostgreSQL)."""
+    _roles(False, True, False, "", 0)
+
+
+@app.command()
+def scheduler() -> None:
+    """The scheduler: queues each due run of each schedule exactly once."""
+    _roles(False, False, True, "", 0)
 
 
 @app.command("demo-site")

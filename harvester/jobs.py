@@ -61,8 +61,14 @@ def build_snapshot(
             set_job_state(sessions, job_id, "failed", error=str(exc))
             raise
     with sessions.begin() as session:
+        job = session.get(Job, job_id)
+        stats = dict(job.stats or {}) if job else {}
+        stats |= {k: v for k, v in manifest.stats.items() if k.startswith("dedup/")}
+        stats["build/documents"] = manifest.rows
         session.execute(
-            update(Job).where(Job.id == job_id).values(snapshot_version=manifest.version)
+            update(Job)
+            .where(Job.id == job_id)
+            .values(snapshot_version=manifest.version, stats=stats)
         )
     set_job_state(sessions, job_id, "succeeded")
     return manifest

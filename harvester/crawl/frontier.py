@@ -33,7 +33,12 @@ class Claimed:
     last_modified: str | None = None
 
 
-def create_job(sessions: sessionmaker[Session], spec: JobSpec, state: str = "queued") -> str:
+def create_job(
+    sessions: sessionmaker[Session],
+    spec: JobSpec,
+    state: str = "queued",
+    schedule_id: str | None = None,
+) -> str:
     """Insert a job row for `spec`; returns its id."""
     job_id = str(uuid.uuid4())
     with sessions.begin() as session:
@@ -46,6 +51,7 @@ def create_job(sessions: sessionmaker[Session], spec: JobSpec, state: str = "que
                 state=state,
                 created_at=datetime.now(UTC),
                 stats={},
+                schedule_id=schedule_id,
             )
         )
     return job_id

@@ -89,6 +89,13 @@ class BlobStore:
         except FileNotFoundError as exc:
             raise NotFound(f"no stored file {relative!r}") from exc
 
+    def open_random(self, relative: str) -> pa.NativeFile:
+        """A seekable reader of a stored file (use as a context manager)."""
+        try:
+            return self.fs.open_input_file(self.path(relative))
+        except FileNotFoundError as exc:
+            raise NotFound(f"no stored file {relative!r}") from exc
+
     def read_bytes(self, relative: str) -> bytes:
         """A whole file's content."""
         with self.open_input(relative) as stream:

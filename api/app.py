@@ -1,0 +1,42 @@
+"""`create_app(settings)`: the FastAPI application over one catalog and blob store."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from sqlalchemy.orm import Session, sessionmaker
+
+from api import errors
+from api.deps import Services
+from api.routes import datasets, health, jobs, keys, proxy_pools, schedules
+from harvester.catalog.db import open_catalog
+from harvester.config import Settings
+from harvester.service.worker import Worker
+from harvester.store.blob import BlobStore
+from harvester.store.snapshots import Snapshots
+
+
+def create_app(
+    settings: Settings,
+    *,
+    sessions: sessionmaker[Session] | None = None,
+    worker: Worker | None = None,
+) -> FastAPI:
+    """The API; `worker` (in `harvester serve`) lets it show live proxy health."""
+    store = BlobStore.from_url(settings.storage_url, settings.s3_endpoint)
+    app = FastAPI(
+        title="Harvester",
+        version="0.1.0",
+        description="Crawl jobs, dataset snapshots, schedules and proxy pools. "
+        "Send `Authorization: Bearer <key>` on every route but /healthz.",
+    )
+    app.state.services = Services(
+        settings=settings,
+        sessions=sessions or open_catalog(settings.database_url),
+        store=store,
+        snapshots=Snapshots(store),
+        worker=worker,
+    )
+    errors.install(app)
+    for module in (health, jobs, datasets, schedules, proxy_pools, keys):
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,63 @@
+"""Request dependencies, declared once: the service state and the caller's key scope."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session, sessionmaker
+
+from api.errors import ApiError
+from harvester.config import Settings
+from harvester.service.keys import Scope, scope_of
+from harvester.service.worker import Worker
+from harvester.store.blob import BlobStore
+from harvester.store.snapshots import Snapshots
+
+
+@dataclass
+class Services:
+    """What routes use, built once by `create_app`."""
+
+    settings: Settings
+    sessions: sessionmaker[Session]
+    store: BlobStore
+    snapshots: Snapshots
+    worker: Worker | None = None
+
+
+def services(request: Request) -> Services:
+    """The app's services."""
+    found: Services = request.app.state.services
+    return found
+
+
+Svc = Annotated[Services, Depends(services)]
+
+
+def _scope(request: Request, svc: Svc) -> Scope:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise ApiError(401, "unauthorized", "missing API key: send Authorization: Bearer <key>")
+    scope = scope_of(svc.sessions, token.strip())
+    if scope is None:
+        raise ApiError(401, "unauthorized", "invalid API key")
+    return scope
+
+
+def reader(scope: Annotated[Scope, Depends(_scope)]) -> Scope:
+    """Any valid key."""
+    return scope
+
+
+def admin(scope: Annotated[Scope, Depends(_scope)]) -> Scope:
+    """A key with the admin scope."""
+    if scope != "admin":
+        raise ApiError(403, "forbidden", "this route needs a key with the admin scope")
+    return scope
+
+
+Reader = Annotated[Scope, Depends(reader)]
+Admin = Annotated[Scope, Depends(admin)]

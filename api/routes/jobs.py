@@ -1,0 +1,164 @@
+"""`/v1/jobs`: submit, list, follow, cancel, per-URL outcomes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from sqlalchemy import func, select, update
+
+from api.deps import Admin, Reader, Svc
+from api.errors import ApiError
+from api.schemas import JobOut, Page, PageOutcome, Progress, SnapshotRef
+from harvester.catalog.models import FrontierEntry, Job
+from harvester.crawl.frontier import create_job
+from harvester.spec import JobSpec
+from harvester.stats import Stats
+
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+STATES = ("queued", "running", "building", "succeeded", "failed", "cancelled")
+Limit = Annotated[int, Query(ge=1, le=1000)]
+Offset = Annotated[int, Query(ge=0)]
+
+
+def _progress(job: Job) -> Progress:
+    stats = Stats(job.stats or {})
+    fetched = stats.get("fetch/outcome/fetched")
+    rate = 0.0
+    if job.started_at is not None and fetched:
+        started = job.started_at.replace(tzinfo=job.started_at.tzinfo or UTC)
+        end = job.finished_at or datetime.now(UTC)
+        end = end.replace(tzinfo=end.tzinfo or UTC)
+        rate = fetched / max((end - started).total_seconds(), 1e-3)
+    return Progress(
+        discovered=stats.get("frontier/discovered"),
+        fetched=fetched,
+        not_modified=stats.get("fetch/outcome/not-modified"),
+        failed=stats.get("fetch/outcome/failed"),
+        skipped=stats.get("fetch/outcome/skipped"),
+        failed_by_reason=stats.with_prefix("fetch/failed"),
+        extracted=stats.get("extract/trafilatura")
+        + sum(stats.with_prefix("extract/fallback").values()),
+        filtered_by_rule=stats.with_prefix("quality/dropped"),
+        pii_found={k: v for k, v in stats.with_prefix("pii").items() if "/" not in k},
+        duplicates=stats.get("dedup/exact") + stats.get("dedup/near"),
+        documents_written=stats.get("build/documents"),
+        pages_per_s=round(rate, 2),
+    )
+
+
+def job_out(job: Job) -> JobOut:
+    """The API view of a job row."""
+    return JobOut(
+        id=job.id,
+        dataset=job.dataset,
+        state=job.state,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+        error=job.error,
+        cancel_requested=job.cancel_requested,
+        schedule_id=job.schedule_id,
+        progress=_progress(job),
+        snapshot=SnapshotRef(dataset=job.dataset, version=job.snapshot_version)
+        if job.snapshot_version
+        else None,
+        counters=dict(job.stats or {}),
+    )
+
+
+def _get(svc: Svc, job_id: str) -> Job:
+    with svc.sessions() as session:
+        job = session.get(Job, job_id)
+    if job is None:
+        raise ApiError(404, "not_found", f"no job {job_id}")
+    return job
+
+
+@router.post("", status_code=201)
+def submit(spec: JobSpec, svc: Svc, _: Admin) -> JobOut:
+    """Validate and queue a crawl job; a worker picks it up."""
+    return job_out(_get(svc, create_job(svc.sessions, spec)))
+
+
+@router.get("")
+def list_jobs(
+    svc: Svc,
+    _: Reader,
+    state: Annotated[str | None, Query(pattern="^(" + "|".join(STATES) + ")$")] = None,
+    dataset: str | None = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> Page[JobOut]:
+    """Jobs, newest first, optionally by state and dataset."""
+    query = select(Job)
+    if state:
+        query = query.where(Job.state == state)
+    if dataset:
+        query = query.where(Job.dataset == dataset)
+    with svc.sessions() as session:
+        total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+        rows = session.scalars(query.order_by(Job.created_at.desc()).limit(limit).offset(offset))
+        items = [job_out(job) for job in rows]
+    return Page(items=items, total=total, limit=limit, offset=offset)
+
+
+@router.get("/{job_id}")
+def get_job(job_id: str, svc: Svc, _: Reader) -> JobOut:
+    """A job with live progress and, once done, its snapshot."""
+    return job_out(_get(svc, job_id))
+
+
+@router.post("/{job_id}/cancel")
+def cancel(job_id: str, svc: Svc, _: Admin) -> JobOut:
+    """Cancel: a queued job never starts; a running one stops promptly, keeps its outcomes and
+    builds nothing. Finished jobs are left as they are (409)."""
+    job = _get(svc, job_id)
+    if job.state in ("succeeded", "failed", "cancelled"):
+        raise ApiError(409, "conflict", f"job {job_id} already {job.state}")
+    values: dict[str, Any] = {"cancel_requested": True}
+    with svc.sessions.begin() as session:
+        session.execute(update(Job).where(Job.id == job_id).values(**values))
+        session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.state == "queued")
+            .values(state="cancelled", finished_at=datetime.now(UTC))
+        )
+    return job_out(_get(svc, job_id))
+
+
+@router.get("/{job_id}/pages")
+def pages(
+    job_id: str,
+    svc: Svc,
+    _: Reader,
+    outcome: Annotated[str | None, Query(pattern="^(fetched|not-modified|skipped|failed)$")] = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> Page[PageOutcome]:
+    """Per-URL outcomes of a job, in frontier order."""
+    _get(svc, job_id)
+    query = select(FrontierEntry).where(FrontierEntry.job_id == job_id)
+    if outcome:
+        query = query.where(FrontierEntry.outcome == outcome)
+    with svc.sessions() as session:
+        total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+        rows = session.scalars(query.order_by(FrontierEntry.id).limit(limit).offset(offset))
+        items = [
+            PageOutcome(
+                url=r.url,
+                depth=r.depth,
+                state=r.state,
+                outcome=r.outcome,
+                reason=r.reason,
+                status=r.status,
+                attempts=r.attempts,
+                robots=r.robots,
+                proxy=r.proxy,
+                dropped=r.dropped,
+                fetched_at=r.fetched_at,
+            )
+            for r in rows
+        ]
+    return Page(items=items, total=total, limit=limit, offset=offset)

@@ -1,0 +1,54 @@
+"""`/v1/keys`: API keys (admin only). A key is shown once, when created; only its hash is kept."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from fastapi import APIRouter
+from sqlalchemy import select
+
+from api.deps import Admin, Svc
+from api.errors import ApiError
+from api.schemas import KeyIn, KeyOut
+from harvester.catalog.models import ApiKey
+from harvester.service.keys import create_key
+
+router = APIRouter(prefix="/v1/keys", tags=["keys"])
+
+
+def _out(row: ApiKey, key: str | None = None) -> KeyOut:
+    return KeyOut(
+        id=row.id,
+        name=row.name,
+        scope=row.scope,
+        created_at=row.created_at,
+        revoked_at=row.revoked_at,
+        key=key,
+    )
+
+
+@router.post("", status_code=201)
+def create(body: KeyIn, svc: Svc, _: Admin) -> KeyOut:
+    """A new key with the `read` or `admin` scope; the answer is the only time it is shown."""
+    key_id, key = create_key(svc.sessions, body.name, body.scope)
+    with svc.sessions() as session:
+        row = session.get(ApiKey, key_id)
+        assert row is not None
+        return _out(row, key)
+
+
+@router.get("")
+def list_keys(svc: Svc, _: Admin) -> list[KeyOut]:
+    """Every key's record (never the key)."""
+    with svc.sessions() as session:
+        return [_out(r) for r in session.scalars(select(ApiKey).order_by(ApiKey.created_at))]
+
+
+@router.delete("/{key_id}", status_code=204)
+def revoke(key_id: str, svc: Svc, _: Admin) -> None:
+    """Revoke a key: it stops working at once."""
+    with svc.sessions.begin() as session:
+        row = session.get(ApiKey, key_id)
+        if row is None or row.revoked_at is not None:
+            raise ApiError(404, "not_found", f"no active key {key_id}")
+        row.revoked_at = datetime.now(UTC)

@@ -1,0 +1,146 @@
+"""`/v1/schedules`: recurring refresh crawls (cron), pause/resume, trigger now."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter
+from fastapi import APIRouter
+from sqlalchemy import select
+
+from api.deps import Admin, Reader, Svc
+from api.errors import ApiError
+from api.routes.jobs import job_out
+from api.schemas import JobOut, ScheduleIn, ScheduleOut, SchedulePatch
+from harvester.catalog.models import Job, Schedule
+from harvester.crawl.frontier import create_job
+from harvester.service.scheduler import UNFINISHED, next_run
+from harvester.spec import JobSpec, parse_spec
+
+router = APIRouter(prefix="/v1/schedules", tags=["schedules"])
+
+
+def _check(cron: str, timezone: str) -> None:
+    if not croniter.is_valid(cron):
+        raise ApiError(
+            422,
+            "validation_error",
+            f"invalid cron expression {cron!r}",
+            [{"field": "cron", "message": "not a valid cron expression"}],
+        )
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ApiError(
+            422,
+            "validation_error",
+            f"unknown timezone {timezone!r}",
+            [{"field": "timezone", "message": "unknown IANA timezone"}],
+        ) from exc
+
+
+def _out(s: Schedule) -> ScheduleOut:
+    return ScheduleOut(
+        id=s.id,
+        dataset=s.dataset,
+        cron=s.cron,
+        timezone=s.timezone,
+        paused=s.paused,
+        created_at=s.created_at,
+        next_run_at=s.next_run_at,
+        last_run_at=s.last_run_at,
+        job=s.spec,
+    )
+
+
+def _get(svc: Svc, schedule_id: str) -> Schedule:
+    with svc.sessions() as session:
+        found = session.get(Schedule, schedule_id)
+    if found is None:
+        raise ApiError(404, "not_found", f"no schedule {schedule_id}")
+    return found
+
+
+@router.post("", status_code=201)
+def create(body: ScheduleIn, svc: Svc, _: Admin) -> ScheduleOut:
+    """A new schedule; its first run is the next time the cron names."""
+    _check(body.cron, body.timezone)
+    spec = parse_spec(body.job)
+    now = datetime.now(UTC)
+    schedule = Schedule(
+        id=str(uuid.uuid4()),
+        dataset=spec.dataset,
+        cron=body.cron,
+        timezone=body.timezone,
+        spec=spec.model_dump(mode="json"),
+        paused=False,
+        created_at=now,
+        next_run_at=next_run(body.cron, body.timezone, now),
+    )
+    with svc.sessions.begin() as session:
+        session.add(schedule)
+    return _out(schedule)
+
+
+@router.get("")
+def list_schedules(svc: Svc, _: Reader) -> list[ScheduleOut]:
+    """Every schedule."""
+    with svc.sessions() as session:
+        return [_out(s) for s in session.scalars(select(Schedule).order_by(Schedule.created_at))]
+
+
+@router.get("/{schedule_id}")
+def get_schedule(schedule_id: str, svc: Svc, _: Reader) -> ScheduleOut:
+    """One schedule."""
+    return _out(_get(svc, schedule_id))
+
+
+@router.patch("/{schedule_id}")
+def patch(schedule_id: str, body: SchedulePatch, svc: Svc, _: Admin) -> ScheduleOut:
+    """Pause, resume, change the cron, timezone or job."""
+    current = _get(svc, schedule_id)
+    cron, timezone = body.cron or current.cron, body.timezone or current.timezone
+    _check(cron, timezone)
+    spec: JobSpec | None = parse_spec(body.job) if body.job is not None else None
+    with svc.sessions.begin() as session:
+        s = session.get(Schedule, schedule_id)
+        if s is None:
+            raise ApiError(404, "not_found", f"no schedule {schedule_id}")
+        if spec is not None:
+            s.spec, s.dataset = spec.model_dump(mode="json"), spec.dataset
+        if body.paused is not None:
+            s.paused = body.paused
+        if (cron, timezone) != (s.cron, s.timezone) or body.paused is False:
+            # resuming never replays the runs missed while paused
+            s.cron, s.timezone = cron, timezone
+            s.next_run_at = next_run(cron, timezone, datetime.now(UTC))
+    return _out(_get(svc, schedule_id))
+
+
+@router.delete("/{schedule_id}", status_code=204)
+def delete(schedule_id: str, svc: Svc, _: Admin) -> None:
+    """Remove a schedule (jobs it started are kept)."""
+    with svc.sessions.begin() as session:
+        s = session.get(Schedule, schedule_id)
+        if s is None:
+            raise ApiError(404, "not_found", f"no schedule {schedule_id}")
+        session.delete(s)
+
+
+@router.post("/{schedule_id}/trigger", status_code=201)
+def trigger(schedule_id: str, svc: Svc, _: Admin) -> JobOut:
+    """Queue a run now, unless the previous run is still going (409)."""
+    s = _get(svc, schedule_id)
+    with svc.sessions() as session:
+        busy = session.scalar(
+            select(Job.id).where(Job.schedule_id == schedule_id, Job.state.in_(UNFINISHED)).limit(1)
+        )
+    if busy is not None:
+        raise ApiError(409, "conflict", f"the previous run ({busy}) is still going")
+    job_id = create_job(svc.sessions, parse_spec(s.spec), schedule_id=schedule_id)
+    with svc.sessions() as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        return job_out(job)

@@ -1,0 +1,195 @@
+"""Response schemas: what clients see, kept apart from catalog rows."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Generic, Literal, TypeVar
+
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field
+
+
+def _utc(value: Any) -> Any:
+    # SQLite hands datetimes back without their zone; every stored time is UTC.
+    if isinstance(value, datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+Time = Annotated[AwareDatetime, BeforeValidator(_utc)]
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    """A page of a listing."""
+
+    items: list[T]
+    total: int
+    limit: int
+    offset: int
+
+
+class SnapshotRef(BaseModel):
+    """The snapshot a job produced."""
+
+    dataset: str
+    version: int
+
+
+class Progress(BaseModel):
+    """Live counters of a job (updated at every commit, about twice a second)."""
+
+    discovered: int
+    fetched: int
+    not_modified: int
+    failed: int
+    skipped: int
+    failed_by_reason: dict[str, int]
+    extracted: int
+    filtered_by_rule: dict[str, int]
+    pii_found: dict[str, int]
+    duplicates: int
+    documents_written: int
+    pages_per_s: float
+
+
+class JobOut(BaseModel):
+    """A job as the API shows it."""
+
+    id: str
+    dataset: str
+    state: str
+    created_at: Time
+    started_at: Time | None
+    finished_at: Time | None
+    error: str | None
+    cancel_requested: bool
+    schedule_id: str | None
+    progress: Progress
+    snapshot: SnapshotRef | None
+    counters: dict[str, int]
+
+
+class PageOutcome(BaseModel):
+    """One URL's outcome."""
+
+    url: str
+    depth: int
+    state: str
+    outcome: str | None
+    reason: str | None
+    status: int | None
+    attempts: int
+    robots: str | None
+    proxy: str | None
+    dropped: str | None
+    fetched_at: Time | None
+
+
+class SnapshotSummary(BaseModel):
+    """One committed version."""
+
+    version: int
+    parent_version: int | None
+    created_at: Time
+    rows: int
+    bytes: int
+    splits: dict[str, int]
+
+
+class DatasetOut(BaseModel):
+    """A dataset and its latest version."""
+
+    name: str
+    latest_version: int
+    versions: int
+    rows: int
+    bytes: int
+    created_at: Time
+
+
+class DiffOut(BaseModel):
+    """Documents added, removed and changed against the parent version (URLs capped)."""
+
+    dataset: str
+    version: int
+    parent_version: int | None
+    counts: dict[str, int]
+    added: list[str]
+    removed: list[str]
+    changed: list[str]
+
+
+class ScheduleIn(BaseModel):
+    """A new schedule: a cron expression and the job each run submits."""
+
+    cron: str
+    timezone: str = "UTC"
+    job: dict[str, Any]
+
+
+class SchedulePatch(BaseModel):
+    """Changes to a schedule."""
+
+    cron: str | None = None
+    timezone: str | None = None
+    paused: bool | None = None
+    job: dict[str, Any] | None = None
+
+
+class ScheduleOut(BaseModel):
+    """A schedule."""
+
+    id: str
+    dataset: str
+    cron: str
+    timezone: str
+    paused: bool
+    created_at: Time
+    next_run_at: Time
+    last_run_at: Time | None
+    job: dict[str, Any]
+
+
+class ProxyOut(BaseModel):
+    """One proxy, credentials masked, with its live state when a job uses the pool."""
+
+    proxy: str
+    tier: int
+    state: str
+    banned_domains: list[str]
+
+
+class ProxyPoolOut(BaseModel):
+    """A pool with masked credentials."""
+
+    name: str
+    rotation: str
+    sticky_per_domain: bool
+    cooldown_s: float
+    max_cooldown_s: float
+    proxies: list[ProxyOut]
+
+
+class Health(BaseModel):
+    """Liveness."""
+
+    status: str
+
+
+class KeyIn(BaseModel):
+    """A new API key."""
+
+    name: str = Field(min_length=1, max_length=100)
+    scope: Literal["read", "admin"]
+
+
+class KeyOut(BaseModel):
+    """An API key's record; `key` is only present in the answer that created it."""
+
+    id: str
+    name: str
+    scope: str
+    created_at: Time
+    revoked_at: Time | None
+    key: str | None = None
