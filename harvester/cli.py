@@ -146,7 +146,8 @@ def crawl(
     if job_id:
         console.print(f"resuming job {job_id}")
     else:
-        job_id = create_job(sessions, job_spec)
+        # created running, so a service worker on the same catalog never claims it
+        job_id = create_job(sessions, job_spec, state="running")
         console.print(f"job {job_id}")
     guard = NetworkGuard(
         allow_private or settings.allow_private_networks, settings.allowed_networks

@@ -18,3 +18,7 @@ class Settings(BaseSettings):
     allow_private_networks: bool = False
     allowed_networks: list[str] = []
     """CIDR ranges crawlable despite the guard, e.g. `["10.20.0.0/16"]` for an intranet."""
+    worker_stale_s: float = 30.0
+    """A running job whose worker has not heartbeaten for this long is taken over."""
+    log_format: str = "json"
+    """`json` (one object a line, with job id and URL) or `text`."""

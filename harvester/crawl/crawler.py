@@ -249,7 +249,9 @@ class Crawler:
                 try:
                     await self._crawl(domain, entry)
                 except Exception as exc:  # a bug must cost one URL, never the worker
-                    logger.exception("internal error on %s", entry.url)
+                    logger.exception(
+                        "internal error", extra={"job_id": self.job_id, "url": entry.url}
+                    )
                     self._record(
                         {
                             "id": entry.id,
@@ -332,7 +334,7 @@ class Crawler:
         try:
             processed = await self._cpu.run(process_page, page, self.spec.pipeline)
         except Exception as exc:  # a broken page or worker costs this page only
-            logger.exception("pipeline failed on %s", entry.url)
+            logger.exception("pipeline failed", extra={"job_id": self.job_id, "url": entry.url})
             processed = Processed(None, None, f"pipeline/{type(exc).__name__}")
             self.stats.inc(f"pipeline/error/{type(exc).__name__}")
         finally:

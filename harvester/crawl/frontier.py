@@ -66,6 +66,7 @@ def find_resumable(sessions: sessionmaker[Session], spec: JobSpec) -> str | None
                 Job.dataset == spec.dataset,
                 Job.spec_hash == spec.fingerprint(),
                 Job.state.in_(RESUMABLE_STATES),
+                Job.worker.is_(None),  # jobs of the service's workers are theirs to resume
             )
             .order_by(Job.created_at.desc())
             .limit(1)

@@ -14,6 +14,7 @@ import uvicorn
 from harvester.catalog.db import open_catalog
 from harvester.config import Settings
 from harvester.cpu import CpuPool
+from harvester.logs import configure as configure_logs
 from harvester.service.keys import bootstrap
 from harvester.service.scheduler import Scheduler
 from harvester.service.worker import Worker
@@ -35,6 +36,7 @@ async def run_roles(
     """Run the chosen roles until SIGINT/SIGTERM, then stop them cleanly: the API stops
     accepting, the worker lets in-flight requests finish and releases its job, the scheduler
     finishes its tick."""
+    configure_logs(settings.log_format)
     sessions = open_catalog(settings.database_url)
     store = BlobStore.from_url(settings.storage_url, settings.s3_endpoint)
     stops: list[Callable[[], None]] = []
@@ -60,7 +62,9 @@ async def run_roles(
             if key:
                 announce(f"admin API key (shown once, store it now): {key}")
             app = create_app(settings, sessions=sessions, worker=the_worker)
-            server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info"))
+            server = uvicorn.Server(
+                uvicorn.Config(app, host=host, port=port, log_config=None, log_level="info")
+            )
             stops.append(lambda: setattr(server, "should_exit", True))
             announce(f"API on http://{host}:{port}/ (OpenAPI at /docs)")
 

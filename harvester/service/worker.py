@@ -1,10 +1,10 @@
 """The job worker: claims queued jobs from the catalog, crawls, builds, and reports.
 
 Claims are a compare-and-set on the job row, so two workers (on PostgreSQL, on any number of
-machines) never run one job at once. A running job's worker heartbeats every few seconds; a
-job whose heartbeat is stale (its worker was SIGKILLed) is claimed again and resumes from its
-persisted frontier. SIGTERM stops claiming, lets in-flight requests finish, keeps every outcome
-and releases the job to the queue.
+machines) never run one job at once. A running job's worker heartbeats every second; a job
+whose heartbeat is older than `worker_stale_s` (its worker was SIGKILLed) is claimed again and
+resumes from its persisted frontier. SIGTERM stops claiming, lets in-flight requests finish,
+keeps every outcome and releases the job to the queue.
 """
 
 from __future__ import annotations
@@ -34,8 +34,7 @@ from harvester.store.blob import BlobStore
 
 logger = logging.getLogger(__name__)
 
-HEARTBEAT_S = 2.0
-STALE_AFTER = timedelta(seconds=30)
+HEARTBEAT_S = 1.0
 POLL_S = 0.5
 
 
@@ -68,9 +67,10 @@ class Worker:
     def claim(self) -> str | None:
         """Atomically take the oldest queued (or abandoned) job; returns its id."""
         now = datetime.now(UTC)
+        stale = now - timedelta(seconds=self._settings.worker_stale_s)
         claimable = or_(
             Job.state == "queued",
-            (Job.state.in_(("running", "building"))) & (Job.heartbeat_at < now - STALE_AFTER),
+            (Job.state.in_(("running", "building"))) & (Job.heartbeat_at < stale),
         )
         with self._sessions() as session:
             candidates = session.scalars(
@@ -98,10 +98,11 @@ class Worker:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), POLL_S)
                 continue
+            logger.info("claimed job", extra={"job_id": job_id, "worker": self.name})
             try:
                 await self.run_job(job_id)
             except Exception as exc:  # one broken job must not take the worker down
-                logger.exception("job %s failed", job_id)
+                logger.exception("job failed", extra={"job_id": job_id})
                 set_job_state(self._sessions, job_id, "failed", error=f"internal: {exc}")
 
     async def run_job(self, job_id: str) -> None:
@@ -139,8 +140,8 @@ class Worker:
                 set_job_state(self._sessions, job_id, "cancelled")
             elif not crawler.stopped:  # stopped means shutting down: the job is queued again
                 await asyncio.to_thread(build_snapshot, self._sessions, self._store, job_id, spec)
-        except BuildError:
-            logger.warning("job %s: build failed", job_id)
+        except BuildError as exc:
+            logger.warning("build failed: %s", exc, extra={"job_id": job_id})
         finally:
             heartbeat.cancel()
             self.crawler = None
