@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from api import errors
 from api.deps import Services
 from api.routes import datasets, health, jobs, keys, proxy_pools, schedules
+from api.schemas import ERROR_RESPONSES
 from harvester.catalog.db import open_catalog
 from harvester.config import Settings
 from harvester.service.worker import Worker
@@ -38,5 +39,5 @@ def create_app(
     )
     errors.install(app)
     for module in (health, jobs, datasets, schedules, proxy_pools, keys):
-        app.include_router(module.router)
+        app.include_router(module.router, responses=ERROR_RESPONSES)
     return app

@@ -193,3 +193,31 @@ class KeyOut(BaseModel):
     created_at: Time
     revoked_at: Time | None
     key: str | None = None
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong: a stable code, a message and, for validation errors, the fields."""
+
+    code: str
+    message: str
+    details: Any = None
+
+
+class ErrorOut(BaseModel):
+    """The body of every 4xx/5xx answer."""
+
+    error: ErrorDetail
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorOut, "description": description}
+    for status, description in {
+        401: "Missing or invalid API key",
+        403: "The key lacks the scope",
+        404: "Not found",
+        409: "Conflicts with the resource's state",
+        416: "Range not satisfiable",
+        422: "Invalid input (the fields are named)",
+        500: "Internal error",
+    }.items()
+}

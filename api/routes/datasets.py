@@ -11,7 +11,7 @@ import tarfile
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
 from api.deps import Reader, Svc
@@ -26,11 +26,13 @@ _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 
 
+Name = Annotated[str, Path(pattern=_NAME, description="Dataset name")]
+Version = Annotated[str, Path(pattern=r"^(latest|v?[0-9]{1,9})$", description="N, vN or latest")]
+
+
 def _version(snapshots: Snapshots, name: str, version: str) -> Manifest:
     if version == "latest":
         return snapshots.manifest(name)
-    if not version.lstrip("v").isdigit():
-        raise ApiError(404, "not_found", f"no version {version!r} (use a number or 'latest')")
     return snapshots.manifest(name, int(version.lstrip("v")))
 
 
@@ -65,7 +67,7 @@ def list_datasets(svc: Svc, _: Reader) -> list[DatasetOut]:
 
 
 @router.get("/{name}")
-def get_dataset(name: str, svc: Svc, _: Reader) -> DatasetOut:
+def get_dataset(name: Name, svc: Svc, _: Reader) -> DatasetOut:
     """One dataset."""
     m = svc.snapshots.manifest(name)
     return DatasetOut(
@@ -79,7 +81,7 @@ def get_dataset(name: str, svc: Svc, _: Reader) -> DatasetOut:
 
 
 @router.get("/{name}/snapshots")
-def list_snapshots(name: str, svc: Svc, _: Reader) -> list[SnapshotSummary]:
+def list_snapshots(name: Name, svc: Svc, _: Reader) -> list[SnapshotSummary]:
     """Every committed version, oldest first."""
     versions = svc.snapshots.versions(name)
     if not versions:
@@ -88,7 +90,7 @@ def list_snapshots(name: str, svc: Svc, _: Reader) -> list[SnapshotSummary]:
 
 
 @router.get("/{name}/snapshots/{version}")
-def manifest(name: str, version: str, svc: Svc, _: Reader) -> Response:
+def manifest(name: Name, version: Version, svc: Svc, _: Reader) -> Response:
     """The manifest of a version (`latest` for the newest)."""
     m = _version(svc.snapshots, name, version)
     return Response(m.to_json(), media_type="application/json")
@@ -96,8 +98,8 @@ def manifest(name: str, version: str, svc: Svc, _: Reader) -> Response:
 
 @router.get("/{name}/snapshots/{version}/diff")
 def diff(
-    name: str,
-    version: str,
+    name: Name,
+    version: Version,
     svc: Svc,
     _: Reader,
     limit: Annotated[int, Query(ge=0, le=10_000)] = 100,
@@ -145,7 +147,7 @@ def _file(m: Manifest, path: str) -> tuple[int, str | None]:
 
 @router.get("/{name}/snapshots/{version}/files/{path:path}")
 def download_file(
-    name: str, version: str, path: str, request: Request, svc: Svc, _: Reader
+    name: Name, version: Version, path: str, request: Request, svc: Svc, _: Reader
 ) -> Response:
     """One file of a version, streamed; `ETag` is its sha256; `Range` and `If-None-Match`."""
     m = _version(svc.snapshots, name, version)
@@ -199,7 +201,7 @@ def download_file(
 
 
 @router.get("/{name}/snapshots/{version}/archive")
-def archive(name: str, version: str, svc: Svc, _: Reader) -> StreamingResponse:
+def archive(name: Name, version: Version, svc: Svc, _: Reader) -> StreamingResponse:
     """The whole version as a tar stream: `<name>/v<N>/…` with data, index, card, manifest."""
     m = _version(svc.snapshots, name, version)
     prefix = version_prefix(name, m.version)

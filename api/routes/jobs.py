@@ -19,7 +19,7 @@ from harvester.stats import Stats
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 STATES = ("queued", "running", "building", "succeeded", "failed", "cancelled")
 Limit = Annotated[int, Query(ge=1, le=1000)]
-Offset = Annotated[int, Query(ge=0)]
+Offset = Annotated[int, Query(ge=0, le=2**31 - 1)]
 
 
 def _progress(job: Job) -> Progress:
