@@ -27,13 +27,17 @@ _NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
 
 
 Name = Annotated[str, Path(pattern=_NAME, description="Dataset name")]
-Version = Annotated[str, Path(pattern=r"^(latest|v?[0-9]{1,9})$", description="N, vN or latest")]
+Version = Annotated[str, Path(description="N, vN or latest")]
+_VERSION = re.compile(r"^v?([0-9]{1,9})$")
 
 
 def _version(snapshots: Snapshots, name: str, version: str) -> Manifest:
     if version == "latest":
         return snapshots.manifest(name)
-    return snapshots.manifest(name, int(version.lstrip("v")))
+    match = _VERSION.match(version)
+    if match is None:
+        raise ApiError(404, "not_found", f"no version {version!r} (use N, vN or latest)")
+    return snapshots.manifest(name, int(match.group(1)))
 
 
 def _summary(m: Manifest) -> SnapshotSummary:
