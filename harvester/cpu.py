@@ -13,10 +13,14 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 _ORPHAN_CHECK_S = 1.0
+_NICENESS = 10
 
 
 def _init_worker(parent: int) -> None:
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+    # Extraction is throughput work; the event loop (fetch timing, the API) is latency work
+    # and must win the cores when both want them.
+    os.nice(_NICENESS)
     # Import the heavy modules and load the language model before the first page arrives.
     from harvester.pipeline import language, process  # noqa: F401
 

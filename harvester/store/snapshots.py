@@ -44,6 +44,7 @@ class Snapshots:
 
     def __init__(self, store: BlobStore) -> None:
         self.store = store
+        self._manifests: dict[tuple[str, int], Manifest] = {}
 
     def datasets(self) -> list[str]:
         """Names of datasets with at least one committed version."""
@@ -77,8 +78,13 @@ class Snapshots:
     def manifest(self, dataset: str, version: int | None = None) -> Manifest:
         """The manifest of a committed version (latest by default)."""
         version = self.resolve(dataset, version)
-        raw = self.store.read_bytes(f"{version_prefix(dataset, version)}/{MANIFEST}")
-        return Manifest.model_validate_json(raw)
+        key = (dataset, version)
+        cached = self._manifests.get(key)
+        if cached is None:
+            raw = self.store.read_bytes(f"{version_prefix(dataset, version)}/{MANIFEST}")
+            # Published versions never change, so a parsed manifest is good forever.
+            cached = self._manifests[key] = Manifest.model_validate_json(raw)
+        return cached
 
     def documents(self, manifest: Manifest, columns: list[str] | None = None) -> pa.Table:
         """Every row of a snapshot (all splits)."""
