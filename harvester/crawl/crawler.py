@@ -480,7 +480,9 @@ class Crawler:
     async def _flush_periodically(self) -> None:
         while True:
             await asyncio.sleep(self._flush_interval)
-            await self.flush()
+            # Shielded: cancelling this loop at the end of a run must not abandon a flush
+            # halfway, after it took the buffer and before its commit (outcomes were lost so).
+            await asyncio.shield(self.flush())
 
     async def flush(self) -> None:
         """Commit buffered pages (staging part), outcomes and discovered URLs."""

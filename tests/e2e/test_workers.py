@@ -44,7 +44,7 @@ def _catalog(url: str) -> Iterator[sessionmaker[Session]]:
     engine.dispose()
 
 
-def _worker(database: str, store: Path) -> subprocess.Popen[bytes]:
+def _worker(database: str, store: Path, log: Path | None = None) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "HARVESTER_DATABASE_URL": database,
@@ -52,8 +52,11 @@ def _worker(database: str, store: Path) -> subprocess.Popen[bytes]:
         "HARVESTER_ALLOW_PRIVATE_NETWORKS": "true",
         "HARVESTER_WORKER_STALE_S": "3",
     }
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-    return subprocess.Popen([HARVESTER, "worker"], env=env, **quiet)
+    if log is None:
+        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+        return subprocess.Popen([HARVESTER, "worker"], env=env, **quiet)
+    with log.open("ab") as out:  # the child keeps its own descriptor
+        return subprocess.Popen([HARVESTER, "worker"], env=env, stdout=out, stderr=out)
 
 
 def _job(sessions: sessionmaker[Session], job_id: str) -> Job:
@@ -134,3 +137,49 @@ def test_two_workers_never_run_the_same_job(tmp_path: Path, postgres_url: str) -
         for site in sites:
             site.shutdown()
             site.server_close()
+
+
+def test_sigterm_releases_the_job_and_keeps_every_outcome(tmp_path: Path, catalog_url: str) -> None:
+    site = start(SiteServer("127.0.0.16", SiteState(pages=80, sitemap=False)))
+    catalogs = _catalog(catalog_url)
+    sessions = next(catalogs)
+    try:
+        job_id = create_job(sessions, _spec("released", site, 10))
+        log = tmp_path / "worker.log"
+        worker = _worker(catalog_url, tmp_path / "store", log)
+        deadline = time.monotonic() + 60
+        while (_job(sessions, job_id).stats or {}).get("fetch/outcome/fetched", 0) < 5:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(30) == 0, log.read_text()
+        job = _job(sessions, job_id)
+        assert job.state == "queued", (job.state, job.error, log.read_text())
+        assert job.snapshot_version is None  # back in the queue, nothing built
+        with sessions() as session:
+            done = session.scalars(
+                select(FrontierEntry.url).where(
+                    FrontierEntry.job_id == job_id, FrontierEntry.state == "done"
+                )
+            ).all()
+        # every page the site answered before the stop has its outcome recorded
+        served = {site.origin + h.path for h in site.state.log if h.path.startswith("/page/")}
+        with sessions() as session:
+            rows = session.execute(
+                select(FrontierEntry.url, FrontierEntry.state, FrontierEntry.outcome).where(
+                    FrontierEntry.job_id == job_id
+                )
+            ).all()
+        detail = [r for r in rows if r.url in served - set(done)]
+        important = [ln for ln in log.read_text().splitlines() if "httpx" not in ln]
+        assert len(served) >= 5 and served <= set(done), (detail, important)
+        second = _worker(catalog_url, tmp_path / "store")
+        try:
+            assert _wait(sessions, job_id, ("succeeded", "failed")).state == "succeeded"
+        finally:
+            second.terminate()
+            second.wait(30)
+    finally:
+        next(catalogs, None)
+        site.shutdown()
+        site.server_close()
