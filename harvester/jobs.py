@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from harvester.catalog.leases import dataset_lease
 from harvester.catalog.models import FrontierEntry, Job, StagingPart
 from harvester.crawl.frontier import set_job_state
 from harvester.errors import BuildError
@@ -49,17 +50,20 @@ def build_snapshot(
 ) -> Manifest:
     """Build and commit the job's snapshot; the job ends `succeeded` or `failed` with why."""
     set_job_state(sessions, job_id, "building")
-    snapshots = Snapshots(store)
-    latest = snapshots.latest(spec.dataset)
-    committed = snapshots.manifest(spec.dataset, latest) if latest else None
-    if committed is not None and job_id in committed.jobs:
-        manifest = committed  # a crash after the commit: the snapshot is already there
-    else:
-        try:
-            manifest = SnapshotBuilder(store).build(build_input(sessions, job_id, spec))
-        except BuildError as exc:
-            set_job_state(sessions, job_id, "failed", error=str(exc))
-            raise
+    # One build per dataset at a time (any process): the next version's number and its parent
+    # are decided under the lease.
+    with dataset_lease(sessions, spec.dataset, holder=job_id):
+        snapshots = Snapshots(store)
+        latest = snapshots.latest(spec.dataset)
+        committed = snapshots.manifest(spec.dataset, latest) if latest else None
+        if committed is not None and job_id in committed.jobs:
+            manifest = committed  # a crash after the commit: the snapshot is already there
+        else:
+            try:
+                manifest = SnapshotBuilder(store).build(build_input(sessions, job_id, spec))
+            except BuildError as exc:
+                set_job_state(sessions, job_id, "failed", error=str(exc))
+                raise
     with sessions.begin() as session:
         job = session.get(Job, job_id)
         stats = dict(job.stats or {}) if job else {}

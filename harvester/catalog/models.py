@@ -144,3 +144,13 @@ class ProxyPoolRecord(Base):
     name: Mapped[str] = mapped_column(String(100), primary_key=True)
     config: Mapped[dict[str, Any]] = mapped_column(JSON)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class DatasetLease(Base):
+    """Who builds a dataset's next snapshot right now (expires unless renewed)."""
+
+    __tablename__ = "dataset_leases"
+
+    dataset: Mapped[str] = mapped_column(String(100), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(100))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from pathlib import Path
 
 import duckdb
@@ -150,3 +151,33 @@ def test_leaking_split_assignment_is_refused(
     for i in range(10, 20):
         copy, original = rows[f"{site.origin}/page/{i}"], rows[f"{site.origin}/page/{i - 10}"]
         assert copy["cluster_id"] == original["cluster_id"] and copy["split"] == original["split"]
+
+
+def test_concurrent_builds_of_one_dataset_commit_consecutive_versions(
+    catalog: sessionmaker[Session], sites: list[SiteServer], store: BlobStore
+) -> None:
+    spec = _spec([sites[0]])
+    jobs = [crawl(spec, catalog, store)[0] for _ in range(2)]
+    results: list[object] = []
+
+    def build(job_id: str) -> None:
+        try:
+            results.append(build_snapshot(catalog, store, job_id, parse_spec(spec)))
+        except Exception as exc:  # surfaced by the assertion below
+            results.append(exc)
+
+    threads = [threading.Thread(target=build, args=(job_id,)) for job_id in jobs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    snapshots = Snapshots(store)
+    assert snapshots.versions("web") == [1, 2], results
+    second = snapshots.manifest("web", 2)
+    assert second.parent_version == 1 and set(second.jobs) | set(
+        snapshots.manifest("web", 1).jobs
+    ) == set(jobs)
+    for version in (1, 2):
+        prefix = version_prefix("web", version)
+        for entry in snapshots.manifest("web", version).files:
+            assert store.sha256(f"{prefix}/{entry.path}") == entry.sha256
