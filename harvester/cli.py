@@ -153,6 +153,7 @@ def crawl(
         allow_private or settings.allow_private_networks, settings.allowed_networks
     )
     with CpuPool() as cpu:
+        cpu.warm()
         crawler = Crawler(
             job_spec,
             job_id,

@@ -53,6 +53,13 @@ class CpuPool:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, fn, *args)
 
+    def warm(self) -> None:
+        """Start every worker now (each imports the pipeline and loads the language model)
+        instead of on first use, where start-up would compete with a running crawl."""
+        futures = [self._executor.submit(os.getpid) for _ in range(self.workers)]
+        for future in futures:
+            future.result()
+
     def close(self) -> None:
         """Stop the workers (waits for calls in progress)."""
         self._executor.shutdown(wait=True, cancel_futures=True)

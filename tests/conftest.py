@@ -157,12 +157,15 @@ _cpu: list[CpuPool] = []
 def cpu_pool() -> CpuPool:
     """One pipeline process pool for the whole session (its workers take a second to start)."""
     if not _cpu:
-        _cpu.append(CpuPool(2))
+        pool = CpuPool(2)
+        pool.warm()  # never let worker start-up overlap a crawl whose timing a test measures
+        _cpu.append(pool)
     return _cpu[0]
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _close_cpu_pool() -> Iterator[None]:
+def _cpu_pool_for_the_session() -> Iterator[None]:
+    cpu_pool()
     yield
     for pool in _cpu:
         pool.close()

@@ -215,6 +215,8 @@ class Frontier:
                 FrontierEntry.outcome == "fetched",
                 # A page the pipeline dropped is fetched in full again, so a refresh retries it.
                 FrontierEntry.dropped.is_(None),
+                # Only a job whose snapshot was committed holds the documents a 304 keeps.
+                Job.snapshot_version.is_not(None),
             )
             .order_by(FrontierEntry.fetched_at)
         ).all()

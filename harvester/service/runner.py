@@ -45,6 +45,7 @@ async def run_roles(
         the_worker = None
         if worker:
             cpu = stack.enter_context(CpuPool())
+            await asyncio.to_thread(cpu.warm)
             the_worker = Worker(sessions, store, settings, cpu)
             stops.append(the_worker.stop)
             tasks.append(_task(the_worker.run()))
