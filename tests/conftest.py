@@ -57,7 +57,8 @@ def sqlite_catalog(tmp_path: Path) -> sessionmaker[Session]:
     return open_catalog(f"sqlite:///{tmp_path}/catalog.db")
 
 
-def _postgres_catalog() -> Iterator[sessionmaker[Session]]:
+def postgres_schema_url() -> Iterator[str]:
+    """A throwaway schema on the test server (skips the test without a server): its URL."""
     schema = f"t_{uuid.uuid4().hex[:12]}"
     admin = create_engine(POSTGRES_URL.replace("postgresql://", "postgresql+psycopg://"))
     try:
@@ -67,13 +68,18 @@ def _postgres_catalog() -> Iterator[sessionmaker[Session]]:
         admin.dispose()
         pytest.skip(f"PostgreSQL not reachable at {POSTGRES_URL}: {type(exc).__name__}")
     sep = "&" if "?" in POSTGRES_URL else "?"
-    engine = make_engine(f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}")
-    migrate(engine)
-    yield sessionmaker(engine, expire_on_commit=False)
-    engine.dispose()
+    yield f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}"
     with admin.begin() as conn:
         conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
     admin.dispose()
+
+
+def _postgres_catalog() -> Iterator[sessionmaker[Session]]:
+    for url in postgres_schema_url():
+        engine = make_engine(url)
+        migrate(engine)
+        yield sessionmaker(engine, expire_on_commit=False)
+        engine.dispose()
 
 
 @pytest.fixture

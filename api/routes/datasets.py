@@ -54,30 +54,21 @@ def _summary(m: Manifest) -> SnapshotSummary:
 @router.get("")
 def list_datasets(svc: Svc, _: Reader) -> list[DatasetOut]:
     """Every dataset with its latest version and sizes."""
-    out = []
-    for name in svc.snapshots.datasets():
-        m = svc.snapshots.manifest(name)
-        out.append(
-            DatasetOut(
-                name=name,
-                latest_version=m.version,
-                versions=len(svc.snapshots.versions(name)),
-                rows=m.rows,
-                bytes=m.data_bytes,
-                created_at=m.created_at,
-            )
-        )
-    return out
+    return [_dataset(svc.snapshots, name) for name in svc.snapshots.datasets()]
 
 
 @router.get("/{name}")
 def get_dataset(name: Name, svc: Svc, _: Reader) -> DatasetOut:
     """One dataset."""
-    m = svc.snapshots.manifest(name)
+    return _dataset(svc.snapshots, name)
+
+
+def _dataset(snapshots: Snapshots, name: str) -> DatasetOut:
+    m = snapshots.manifest(name)
     return DatasetOut(
         name=name,
         latest_version=m.version,
-        versions=len(svc.snapshots.versions(name)),
+        versions=len(snapshots.versions(name)),
         rows=m.rows,
         bytes=m.data_bytes,
         created_at=m.created_at,

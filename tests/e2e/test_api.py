@@ -9,7 +9,6 @@ import subprocess
 import sys
 import tarfile
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -19,13 +18,13 @@ from typing import Any
 import httpx
 import pyarrow.parquet as pq
 import pytest
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
 from harvester.catalog.db import make_engine, migrate
 from harvester.catalog.models import Job, Schedule, ScheduleRun
 from harvester.demo_site import make_demo_server
-from tests.conftest import POSTGRES_URL, free_port
+from tests.conftest import free_port, postgres_schema_url
 from tests.webtest import SiteServer, SiteState, start
 
 HARVESTER = str(Path(sys.executable).with_name("harvester"))
@@ -43,28 +42,12 @@ class Service:
         return httpx.Client(base_url=self.url, headers=headers, timeout=30)
 
 
-def _postgres_url() -> Iterator[str]:
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(POSTGRES_URL.replace("postgresql://", "postgresql+psycopg://"))
-    try:
-        with admin.begin() as conn:
-            conn.execute(text(f"CREATE SCHEMA {schema}"))
-    except Exception as exc:
-        admin.dispose()
-        pytest.skip(f"PostgreSQL not reachable at {POSTGRES_URL}: {type(exc).__name__}")
-    sep = "&" if "?" in POSTGRES_URL else "?"
-    yield f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}"
-    with admin.begin() as conn:
-        conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-    admin.dispose()
-
-
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path}/h.db"
     else:
-        yield from _postgres_url()
+        yield from postgres_schema_url()
 
 
 def _serve(tmp_path: Path, database_url: str) -> Iterator[Service]:
@@ -318,7 +301,7 @@ def test_scheduled_refresh_makes_the_next_version(sqlite_service: Service) -> No
 
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
-    yield from _postgres_url()
+    yield from postgres_schema_url()
 
 
 @pytest.mark.postgres

@@ -21,7 +21,7 @@ from harvester.catalog.db import make_engine, migrate
 from harvester.catalog.models import FrontierEntry, Job
 from harvester.crawl.frontier import create_job
 from harvester.spec import parse_spec
-from tests.e2e.test_api import _postgres_url
+from tests.conftest import postgres_schema_url
 from tests.webtest import SiteServer, SiteState, start
 
 HARVESTER = str(Path(sys.executable).with_name("harvester"))
@@ -29,7 +29,7 @@ HARVESTER = str(Path(sys.executable).with_name("harvester"))
 
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
-    yield from _postgres_url()
+    yield from postgres_schema_url()
 
 
 @pytest.fixture
