@@ -12,20 +12,21 @@ import typer
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from sqlalchemy.orm import Session, sessionmaker
 
 from harvester.catalog.db import open_catalog
+from harvester.catalog.models import Job
 from harvester.config import Settings
 from harvester.cpu import CpuPool
-from harvester.crawl.crawler import Crawler
-from harvester.crawl.frontier import create_job, find_resumable, set_job_state
-from harvester.crawl.netguard import NetworkGuard
 from harvester.crawl.proxies import ProxyPool, load_proxies_file
 from harvester.crawl.staging import staging_prefix
 from harvester.demo_site import serve_demo_site
-from harvester.errors import BuildError, ConfigurationError, NotFound, StorageError
-from harvester.jobs import build_snapshot, refresh_urls
+from harvester.errors import ConfigurationError, NotFound, StorageError
+from harvester.jobs import FINISHED, JobState, create_job, find_resumable
 from harvester.service.runner import run_roles
+from harvester.service.worker import Worker
 from harvester.spec import JobSpec, load_spec_file, parse_spec
+from harvester.stats import Stats
 from harvester.store.blob import BlobStore
 from harvester.store.snapshots import Snapshots, parse_ref, version_prefix
 
@@ -53,13 +54,12 @@ def _build_spec(
     return parse_spec(data)
 
 
-def _progress_table(crawler: Crawler, started: float) -> Table:
-    stats = crawler.stats
+def _progress_table(worker: Worker, job_id: str, stats: Stats, started: float) -> Table:
     done = sum(stats.with_prefix("fetch/outcome").values())
     elapsed = max(asyncio.get_running_loop().time() - started, 1e-9)
     table = Table(
         title=(
-            f"job {crawler.job_id} — fetched {stats.get('fetch/outcome/fetched')}  "
+            f"job {job_id} — fetched {stats.get('fetch/outcome/fetched')}  "
             f"failed {stats.get('fetch/outcome/failed')}  "
             f"skipped {stats.get('fetch/outcome/skipped')}  "
             f"queued {stats.get('frontier/discovered') - done}  "
@@ -67,33 +67,44 @@ def _progress_table(crawler: Crawler, started: float) -> Table:
         ),
         title_justify="left",
     )
-    for column in ("domain", "fetched", "in memory", "pages/s", "rate limit/s"):
-        table.add_column(column, justify="left" if column == "domain" else "right")
-    for row in crawler.progress()[:12]:
+    for column in ("host", "fetched", "in memory", "pages/s", "rate limit/s"):
+        table.add_column(column, justify="left" if column == "host" else "right")
+    runners = sorted(worker.runners.values(), key=lambda r: -r.fetched)
+    for runner in runners[:12]:
+        span = runner.last_fetch - runner.first_fetch
+        rate = (runner.fetched - 1) / span if span > 0 else 0.0
         table.add_row(
-            row.domain,
-            str(row.fetched),
-            str(row.queued),
-            f"{row.pages_per_s:.2f}",
-            f"{row.rate_limit:.2f}",
+            runner.host,
+            str(runner.fetched),
+            str(runner.queued + runner.in_flight),
+            f"{rate:.2f}",
+            f"{runner.controller.rate:.2f}",
         )
     return table
 
 
-async def _run_with_progress(crawler: Crawler, show: bool) -> bool:
+def _job(sessions: sessionmaker[Session], job_id: str) -> Job:
+    with sessions() as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        return job
+
+
+async def _run_with_progress(
+    worker: Worker, sessions: sessionmaker[Session], job_id: str, show: bool
+) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, crawler.stop)
+        loop.add_signal_handler(sig, worker.stop)
     started = loop.time()
-    task = asyncio.create_task(crawler.run())
+    task = asyncio.create_task(worker.run())
     if show:
         with Live(console=console, refresh_per_second=4, transient=False) as live:
             while not task.done():
-                live.update(_progress_table(crawler, started))
-                await asyncio.wait([task], timeout=0.25)
-            live.update(_progress_table(crawler, started))
+                stats = Stats((await asyncio.to_thread(_job, sessions, job_id)).stats)
+                live.update(_progress_table(worker, job_id, stats, started))
+                await asyncio.wait([task], timeout=0.5)
     await task
-    return not crawler.stopped
 
 
 @app.command()
@@ -102,7 +113,7 @@ def crawl(
     dataset: Annotated[str | None, typer.Option(help="Dataset name.")] = None,
     spec: Annotated[Path | None, typer.Option("--spec", help="Job spec file (YAML/JSON).")] = None,
     max_pages: Annotated[int | None, typer.Option(help="Stop admitting URLs after N.")] = None,
-    rate: Annotated[float | None, typer.Option(help="Requests per second per domain.")] = None,
+    rate: Annotated[float | None, typer.Option(help="Requests per second per host.")] = None,
     concurrency_per_domain: Annotated[int | None, typer.Option()] = None,
     proxies: Annotated[Path | None, typer.Option(help="Proxies file (YAML/JSON).")] = None,
     allow_private: Annotated[
@@ -113,7 +124,10 @@ def crawl(
     ] = False,
     progress: Annotated[bool, typer.Option(help="Show the live progress table.")] = True,
 ) -> None:
-    """Run one crawl job in this process, then build and commit the dataset's next snapshot."""
+    """Run one crawl job in this process, then build and commit the dataset's next snapshot.
+
+    The job is catalog state like any other: this process leases the hosts it needs, so a
+    `harvester serve` on the same catalog keeps one budget per host with it."""
     settings = Settings()
     try:
         job_spec = _build_spec(
@@ -146,45 +160,37 @@ def crawl(
     if job_id:
         console.print(f"resuming job {job_id}")
     else:
-        # created running, so a service worker on the same catalog never claims it
-        job_id = create_job(sessions, job_spec, state="running")
+        job_id = create_job(sessions, job_spec)
         console.print(f"job {job_id}")
-    guard = NetworkGuard(
-        allow_private or settings.allow_private_networks, settings.allowed_networks
-    )
+    if allow_private:
+        settings = settings.model_copy(update={"allow_private_networks": True})
     with CpuPool() as cpu:
         cpu.warm()
-        crawler = Crawler(
-            job_spec,
-            job_id,
+        worker = Worker(
             sessions,
             store,
-            proxy_pool=pool,
-            guard=guard,
-            cpu=cpu,
-            refresh_urls=refresh_urls(store, job_spec.dataset),
+            settings,
+            cpu,
+            only_jobs={job_id},
+            stop_when=lambda: _job(sessions, job_id).state in FINISHED,
         )
-        finished = asyncio.run(_run_with_progress(crawler, progress and sys.stderr.isatty()))
-    stats = crawler.stats
-    fetched = stats.get("fetch/outcome/fetched")
+        worker.use(job_id, job_spec, pool)
+        asyncio.run(_run_with_progress(worker, sessions, job_id, progress and sys.stderr.isatty()))
+    job = _job(sessions, job_id)
+    stats = Stats(job.stats)
     print(
-        f"{job_spec.dataset}: job {job_id} fetched {fetched}, "
+        f"{job_spec.dataset}: job {job_id} fetched {stats.get('fetch/outcome/fetched')}, "
         f"not-modified {stats.get('fetch/outcome/not-modified')}, "
         f"failed {stats.get('fetch/outcome/failed')}, skipped {stats.get('fetch/outcome/skipped')}"
     )
     print(f"staging: {store.path(staging_prefix(job_id))}")
-    if not finished:
+    if job.state not in FINISHED:
         console.print("stopped; run the same command again to resume")
         raise typer.Exit(130)
-    if fetched + stats.get("fetch/outcome/not-modified") == 0:
-        set_job_state(sessions, job_id, "failed", error="no page could be fetched")
+    if job.state != JobState.SUCCEEDED or job.snapshot_version is None:
+        console.print(f"[red]{job.state}:[/] {job.error or 'cancelled'}")
         raise typer.Exit(1)
-    console.print("building the snapshot…")
-    try:
-        manifest = build_snapshot(sessions, store, job_id, job_spec)
-    except BuildError as exc:
-        console.print(f"[red]build failed:[/] {exc}")
-        raise typer.Exit(1) from exc
+    manifest = Snapshots(store).manifest(job_spec.dataset, job.snapshot_version)
     splits = ", ".join(f"{name} {info.rows}" for name, info in manifest.splits.items())
     print(f"{manifest.dataset}@v{manifest.version}: {manifest.rows} documents ({splits})")
     print(f"snapshot: {store.path(version_prefix(manifest.dataset, manifest.version))}")

@@ -18,7 +18,12 @@ class Settings(BaseSettings):
     allow_private_networks: bool = False
     allowed_networks: list[str] = []
     """CIDR ranges crawlable despite the guard, e.g. `["10.20.0.0/16"]` for an intranet."""
-    worker_stale_s: float = 30.0
-    """A running job whose worker has not heartbeaten for this long is taken over."""
+    host_lease_s: float = 15.0
+    """A host lease lasts this long unless renewed (every second): a dead worker's hosts are
+    taken over by the others within it."""
+    worker_hosts: int = 512
+    """How many hosts one worker leases at most (it takes its fair share of those with work)."""
+    source_address: str | None = None
+    """Local address outgoing crawl connections bind to (a machine with several addresses)."""
     log_format: str = "json"
     """`json` (one object a line, with job id and URL) or `text`."""

@@ -3,7 +3,8 @@
     HarvesterError
     ├── ConfigurationError          bad settings, spec or proxies file
     ├── StorageError                catalog or blob store trouble
-    │   └── NotFound                no such dataset, version or file
+    │   ├── NotFound                no such dataset, version or file
+    │   └── LeaseLost               a fencing token no longer matches: stop writing
     ├── BuildError                  a snapshot could not be built; nothing was committed
     │   └── LeakageError            duplicates or URLs cross splits
     └── FetchError                  one URL could not be fetched
@@ -12,6 +13,7 @@
         └── PermanentFetchError     final: retrying cannot help
             ├── BlockedDestination  the network guard refused the address
             └── FetchSkipped        kept out on purpose (content type, size, scope)
+                └── Redirected      to another host: its own lease holder fetches it
 
 Every `FetchError` carries a short machine-readable `reason` (a counter suffix such as
 `timeout` or `status/503`) so outcomes and retry decisions never parse messages.
@@ -34,6 +36,11 @@ class StorageError(HarvesterError):
 
 class NotFound(StorageError):
     """No such dataset, snapshot version or file."""
+
+
+class LeaseLost(StorageError):
+    """A lease (host, build, dataset) moved to another holder: nothing more may be written
+    under it. Raised by the write that checked its fencing token."""
 
 
 class BuildError(HarvesterError):
@@ -82,3 +89,12 @@ class BlockedDestination(PermanentFetchError):
 
 class FetchSkipped(PermanentFetchError):
     """Not an error of the site: the job chose not to keep this URL (content type, size, scope)."""
+
+
+class Redirected(FetchSkipped):
+    """A redirect to another host: the target joins the frontier, where that host's lease
+    holder fetches it within that host's budget."""
+
+    def __init__(self, target: str) -> None:
+        super().__init__("redirect/other-host", f"redirected to {target}")
+        self.target = target

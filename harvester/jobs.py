@@ -1,14 +1,32 @@
-"""A job from crawl to committed snapshot: the one sequence the CLI (and later the worker) runs."""
+"""The job state machine: every transition of a job, guarded, in one place.
+
+    queued ──start──► running ──(no URL pending or claimed)──► building ──► succeeded
+       │                 │                                        │
+       └──cancel─────────┴──cancel──► cancelled                   └──► failed
+
+A job has no owner while it runs: whichever worker holds one of its hosts works on it. Exactly
+one worker builds it, by a compare-and-set on the job row that also bumps the job's fencing
+token; a builder that stops heartbeating is replaced and its late writes are refused.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+import enum
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import exists, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from harvester.catalog.clock import db_now
 from harvester.catalog.leases import dataset_lease
 from harvester.catalog.models import FrontierEntry, Job, StagingPart
-from harvester.crawl.frontier import set_job_state
-from harvester.errors import BuildError
+from harvester.crawl.frontier import Admission, insert_urls, merge_counters
+from harvester.errors import BuildError, LeaseLost
 from harvester.spec import JobSpec
 from harvester.store.blob import BlobStore
 from harvester.store.builder import BuildInput, SnapshotBuilder
@@ -16,6 +34,169 @@ from harvester.store.manifest import Manifest
 from harvester.store.snapshots import Snapshots
 
 GONE_STATUSES = (404, 410)
+BUILD_LEASE_S = 30.0
+_BUILD_BEAT_S = 2.0
+
+
+class JobState(enum.StrEnum):
+    """Where a job is in its life."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    BUILDING = "building"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+UNFINISHED = (JobState.QUEUED, JobState.RUNNING, JobState.BUILDING)
+FINISHED = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+
+
+def create_job(
+    sessions: sessionmaker[Session], spec: JobSpec, schedule_id: str | None = None
+) -> str:
+    """Queue a job for `spec`; returns its id."""
+    job_id = str(uuid.uuid4())
+    with sessions.begin() as session:
+        session.add(new_job(job_id, spec, schedule_id))
+    return job_id
+
+
+def new_job(job_id: str, spec: JobSpec, schedule_id: str | None = None) -> Job:
+    """A queued job row (for callers that insert it in a transaction of their own)."""
+    return Job(
+        id=job_id,
+        dataset=spec.dataset,
+        spec=spec.model_dump(mode="json"),
+        spec_hash=spec.fingerprint(),
+        state=JobState.QUEUED,
+        created_at=datetime.now(UTC),
+        stats={},
+        schedule_id=schedule_id,
+        token=0,
+        admitted=0,
+    )
+
+
+def find_resumable(sessions: sessionmaker[Session], spec: JobSpec) -> str | None:
+    """The newest unfinished job with exactly this spec, if any (a killed crawl to resume)."""
+    with sessions() as session:
+        return session.scalar(
+            select(Job.id)
+            .where(
+                Job.dataset == spec.dataset,
+                Job.spec_hash == spec.fingerprint(),
+                Job.state.in_(UNFINISHED),
+            )
+            .order_by(Job.created_at.desc())
+            .limit(1)
+        )
+
+
+def start(
+    sessions: sessionmaker[Session], job_id: str, spec: JobSpec, known: Sequence[str]
+) -> bool:
+    """queued → running, with the seeds (and a refresh's known URLs) inserted in the same
+    transaction; False when another worker started it first."""
+    counters: Counter[str] = Counter()
+    rows = Admission(job_id, spec).seeds(known, counters)
+    with sessions.begin() as session:
+        moved = session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.state == JobState.QUEUED)
+            .values(state=JobState.RUNNING, started_at=datetime.now(UTC))
+        )
+        if getattr(moved, "rowcount", 0) != 1:
+            return False  # nothing was written
+        inserted, refused = insert_urls(session, job_id, rows, spec.limits.max_pages)
+        counters["frontier/discovered"] += inserted
+        counters["frontier/rejected/max_pages"] += refused
+        merge_counters(session, job_id, +counters)
+    return True
+
+
+def claim_build(
+    sessions: sessionmaker[Session], job_id: str, worker: str, lease_s: float = BUILD_LEASE_S
+) -> int | None:
+    """Become the job's one builder: running → building once no URL is pending or claimed,
+    or take over a build whose builder stopped renewing. Returns the fencing token."""
+    with sessions.begin() as session:
+        now = db_now(session)
+        crawled = ~exists(
+            select(FrontierEntry.id).where(
+                FrontierEntry.job_id == job_id, FrontierEntry.state != "done"
+            )
+        )
+        return session.scalar(
+            update(Job)
+            .where(
+                Job.id == job_id,
+                Job.cancel_requested.is_(False),
+                or_(
+                    (Job.state == JobState.RUNNING) & crawled,
+                    (Job.state == JobState.BUILDING) & (Job.lease_until < now),
+                ),
+            )
+            .values(
+                state=JobState.BUILDING,
+                worker=worker,
+                token=Job.token + 1,
+                lease_until=now + lease_s,
+                heartbeat_at=datetime.now(UTC),
+            )
+            .returning(Job.token)
+        )
+
+
+def renew_build(sessions: sessionmaker[Session], job_id: str, worker: str, token: int) -> bool:
+    """Extend the build claim; False when it was taken over (fencing token moved)."""
+    with sessions.begin() as session:
+        result = session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.worker == worker, Job.token == token)
+            .values(lease_until=db_now(session) + BUILD_LEASE_S, heartbeat_at=datetime.now(UTC))
+        )
+    return getattr(result, "rowcount", 0) == 1
+
+
+def finish(
+    sessions: sessionmaker[Session],
+    job_id: str,
+    state: JobState,
+    error: str | None = None,
+    *,
+    fence: tuple[str, int] | None = None,
+    values: dict[str, Any] | None = None,
+) -> bool:
+    """Move an unfinished job to a final state (a builder passes its (worker, token) fence).
+    False when the job was already finished or the fence moved."""
+    query = update(Job).where(Job.id == job_id, Job.state.in_(UNFINISHED))
+    if fence is not None:
+        query = query.where(Job.worker == fence[0], Job.token == fence[1])
+    with sessions.begin() as session:
+        result = session.execute(
+            query.values(state=state, error=error, finished_at=datetime.now(UTC), **(values or {}))
+        )
+    return getattr(result, "rowcount", 0) == 1
+
+
+def cancel(sessions: sessionmaker[Session], job_id: str) -> bool:
+    """Cancel: a queued or running job is cancelled at once (workers stop claiming its URLs;
+    in-flight ones keep their outcomes); a build stops before its commit. False when the
+    job was already finished."""
+    with sessions.begin() as session:
+        result = session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.state.in_(UNFINISHED))
+            .values(cancel_requested=True)
+        )
+        session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.state.in_((JobState.QUEUED, JobState.RUNNING)))
+            .values(state=JobState.CANCELLED, finished_at=datetime.now(UTC))
+        )
+    return getattr(result, "rowcount", 0) == 1
 
 
 def refresh_urls(store: BlobStore, dataset: str) -> list[str]:
@@ -45,34 +226,137 @@ def build_input(sessions: sessionmaker[Session], job_id: str, spec: JobSpec) -> 
     return BuildInput(spec, [job_id], list(parts), frozenset(gone), stats)
 
 
+def build(
+    sessions: sessionmaker[Session],
+    store: BlobStore,
+    job_id: str,
+    spec: JobSpec,
+    worker: str,
+    token: int,
+) -> Manifest | None:
+    """Build and commit the job's snapshot as its claimed builder; the job ends `succeeded`,
+    `failed` with why, or `cancelled`. Returns None when the claim was lost on the way."""
+    with sessions() as session:
+        saved = Counter((session.get(Job, job_id) or Job()).stats or {})
+    if saved["fetch/outcome/fetched"] + saved["fetch/outcome/not-modified"] == 0:
+        finish(sessions, job_id, JobState.FAILED, "no page could be fetched", fence=(worker, token))
+        raise BuildError("no page could be fetched")
+    lost = threading.Event()
+    done = threading.Event()
+
+    def beat() -> None:
+        while not done.wait(_BUILD_BEAT_S):
+            try:
+                if not renew_build(sessions, job_id, worker, token):
+                    lost.set()
+                    return
+            except Exception:  # a transient catalog error: the next beat tries again
+                continue
+
+    def fence() -> None:
+        if lost.is_set():
+            raise LeaseLost(f"job {job_id}: another worker took over the build")
+        if _cancel_requested(sessions, job_id):
+            raise BuildError("cancelled")
+
+    beater = threading.Thread(target=beat, daemon=True, name=f"build-{job_id[:8]}")
+    beater.start()
+    try:
+        # One build per dataset at a time (any process): the next version's number and its
+        # parent are decided under the lease, whose token is checked before the commit.
+        with dataset_lease(sessions, spec.dataset, holder=f"{worker}/{job_id}") as lease:
+            snapshots = Snapshots(store)
+            latest = snapshots.latest(spec.dataset)
+            committed = snapshots.manifest(spec.dataset, latest) if latest else None
+            if committed is not None and job_id in committed.jobs:
+                manifest = committed  # a crash after the commit: the snapshot is already there
+            else:
+
+                def fenced() -> None:
+                    fence()
+                    lease.confirm()
+
+                try:
+                    manifest = SnapshotBuilder(store).build(
+                        build_input(sessions, job_id, spec), fence=fenced
+                    )
+                except BuildError as exc:
+                    cancelled = str(exc) == "cancelled"
+                    state = JobState.CANCELLED if cancelled else JobState.FAILED
+                    finish(
+                        sessions,
+                        job_id,
+                        state,
+                        None if cancelled else str(exc),
+                        fence=(worker, token),
+                    )
+                    raise
+    except LeaseLost:
+        return None
+    finally:
+        done.set()
+        beater.join()
+    with sessions() as session:
+        job = session.get(Job, job_id)
+        stats = dict(job.stats or {}) if job else {}
+    stats |= {k: v for k, v in manifest.stats.items() if k.startswith("dedup/")}
+    stats["build/documents"] = manifest.rows
+    finish(
+        sessions,
+        job_id,
+        JobState.SUCCEEDED,
+        fence=(worker, token),
+        values={"snapshot_version": manifest.version, "stats": stats},
+    )
+    return manifest
+
+
+def _cancel_requested(sessions: sessionmaker[Session], job_id: str) -> bool:
+    with sessions() as session:
+        return bool(session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
+
+
 def build_snapshot(
     sessions: sessionmaker[Session], store: BlobStore, job_id: str, spec: JobSpec
 ) -> Manifest:
-    """Build and commit the job's snapshot; the job ends `succeeded` or `failed` with why."""
-    set_job_state(sessions, job_id, "building")
-    # One build per dataset at a time (any process): the next version's number and its parent
-    # are decided under the lease.
-    with dataset_lease(sessions, spec.dataset, holder=job_id):
-        snapshots = Snapshots(store)
-        latest = snapshots.latest(spec.dataset)
-        committed = snapshots.manifest(spec.dataset, latest) if latest else None
-        if committed is not None and job_id in committed.jobs:
-            manifest = committed  # a crash after the commit: the snapshot is already there
-        else:
-            try:
-                manifest = SnapshotBuilder(store).build(build_input(sessions, job_id, spec))
-            except BuildError as exc:
-                set_job_state(sessions, job_id, "failed", error=str(exc))
-                raise
-    with sessions.begin() as session:
-        job = session.get(Job, job_id)
-        stats = dict(job.stats or {}) if job else {}
-        stats |= {k: v for k, v in manifest.stats.items() if k.startswith("dedup/")}
-        stats["build/documents"] = manifest.rows
-        session.execute(
-            update(Job)
-            .where(Job.id == job_id)
-            .values(snapshot_version=manifest.version, stats=stats)
-        )
-    set_job_state(sessions, job_id, "succeeded")
+    """Claim and build a crawled job here and now (scripts, tests, the CLI's resumed build)."""
+    worker = f"local-{uuid.uuid4().hex[:8]}"
+    token = claim_build(sessions, job_id, worker)
+    if token is None:
+        raise BuildError(f"job {job_id} is not ready to build (URLs unfinished, or built)")
+    manifest = build(sessions, store, job_id, spec, worker, token)
+    if manifest is None:
+        raise BuildError(f"job {job_id}: another worker took over the build")
     return manifest
+
+
+def crawled(sessions: sessionmaker[Session], job_id: str) -> bool:
+    """True once the job started and none of its URLs is pending or claimed."""
+    with sessions() as session:
+        state = session.scalar(select(Job.state).where(Job.id == job_id))
+        left = session.scalar(
+            select(FrontierEntry.id)
+            .where(FrontierEntry.job_id == job_id, FrontierEntry.state != "done")
+            .limit(1)
+        )
+    return state not in (None, JobState.QUEUED) and left is None
+
+
+def expire(sessions: sessionmaker[Session], job_id: str) -> int:
+    """The job's wall-clock limit passed: its pending URLs end `skipped limit/duration` (the
+    claimed ones finish), so it builds what it has. Returns how many were skipped."""
+    with sessions.begin() as session:
+        result = session.execute(
+            update(FrontierEntry)
+            .where(FrontierEntry.job_id == job_id, FrontierEntry.state == "pending")
+            .values(state="done", outcome="skipped", reason="limit/duration")
+        )
+        skipped = int(getattr(result, "rowcount", 0) or 0)
+        merge_counters(
+            session,
+            job_id,
+            {"fetch/outcome/skipped": skipped, "fetch/skipped/limit/duration": skipped}
+            if skipped
+            else {},
+        )
+    return skipped

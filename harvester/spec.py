@@ -82,6 +82,8 @@ class Limits(_Section):
     max_redirects: Annotated[int, Field(ge=0, le=30)] = 10
     content_types: list[str] = ["text/html", "application/xhtml+xml"]
     global_concurrency: Annotated[int, Field(ge=1, le=10_000)] = 64
+    max_duration_s: Annotated[float | None, Field(gt=0)] = None
+    """Wall-clock limit of the crawl: then its pending URLs are skipped and the job builds."""
 
 
 class Politeness(_Section):

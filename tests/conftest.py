@@ -20,12 +20,13 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from harvester.catalog.db import make_engine, migrate, open_catalog
+from harvester.catalog.models import Job
+from harvester.config import Settings
 from harvester.cpu import CpuPool
-from harvester.crawl.crawler import Crawler
-from harvester.crawl.frontier import create_job
 from harvester.crawl.netguard import NetworkGuard
 from harvester.crawl.proxies import ProxyPool
-from harvester.jobs import build_snapshot, refresh_urls
+from harvester.jobs import build_snapshot, crawled, create_job
+from harvester.service.worker import Worker
 from harvester.spec import parse_spec
 from harvester.stats import Stats
 from harvester.store.blob import BlobStore
@@ -186,20 +187,26 @@ def crawl(
     pool: ProxyPool | None = None,
     job_id: str | None = None,
 ) -> tuple[str, Stats]:
-    """Run one crawl job to the end in this thread."""
+    """Run one job's crawl to the end (every URL has an outcome) with a worker in this
+    thread; nothing is built. Returns the job id and its counters."""
     job_spec = parse_spec(spec)
     job_id = job_id or create_job(sessions, job_spec)
-    crawler = Crawler(
-        job_spec,
-        job_id,
+    worker = Worker(
         sessions,
         store,
+        Settings(host_lease_s=5.0),
+        cpu_pool(),
+        only_jobs={job_id},
+        builds=False,
+        stop_when=lambda: crawled(sessions, job_id),
         guard=guard or NetworkGuard(True),
-        proxy_pool=pool,
-        cpu=cpu_pool(),
-        refresh_urls=refresh_urls(store, job_spec.dataset),
     )
-    return job_id, asyncio.run(crawler.run())
+    worker.use(job_id, job_spec, pool)
+    asyncio.run(worker.run())
+    with sessions() as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        return job_id, Stats(job.stats)
 
 
 def crawl_and_build(

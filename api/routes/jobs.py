@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
 from api.deps import Admin, Reader, Svc
 from api.errors import ApiError
 from api.schemas import JobOut, Page, PageOutcome, Progress, SnapshotRef
 from harvester.catalog.models import FrontierEntry, Job
-from harvester.crawl.frontier import create_job
+from harvester.jobs import cancel as cancel_job
+from harvester.jobs import create_job
 from harvester.spec import JobSpec
 from harvester.stats import Stats
 
@@ -115,16 +116,8 @@ def cancel(job_id: str, svc: Svc, _: Admin) -> JobOut:
     """Cancel: a queued job never starts; a running one stops promptly, keeps its outcomes and
     builds nothing. Finished jobs are left as they are (409)."""
     job = _get(svc, job_id)
-    if job.state in ("succeeded", "failed", "cancelled"):
+    if not cancel_job(svc.sessions, job_id):
         raise ApiError(409, "conflict", f"job {job_id} already {job.state}")
-    values: dict[str, Any] = {"cancel_requested": True}
-    with svc.sessions.begin() as session:
-        session.execute(update(Job).where(Job.id == job_id).values(**values))
-        session.execute(
-            update(Job)
-            .where(Job.id == job_id, Job.state == "queued")
-            .values(state="cancelled", finished_at=datetime.now(UTC))
-        )
     return job_out(_get(svc, job_id))
 
 

@@ -15,7 +15,7 @@ from api.errors import ApiError
 from api.routes.jobs import job_out
 from api.schemas import JobOut, ScheduleIn, ScheduleOut, SchedulePatch
 from harvester.catalog.models import Job, Schedule
-from harvester.crawl.frontier import create_job
+from harvester.jobs import create_job
 from harvester.service.scheduler import UNFINISHED, next_run
 from harvester.spec import JobSpec, parse_spec
 

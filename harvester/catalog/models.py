@@ -10,6 +10,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -43,7 +44,14 @@ class Job(Base):
     schedule_id: Mapped[str | None] = mapped_column(String(36), index=True)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     worker: Mapped[str | None] = mapped_column(String(100))
+    """The builder while `building` (a crawl has no owner: its hosts' holders work on it)."""
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    token: Mapped[int] = mapped_column(BigInteger, default=0)
+    """Fencing token of the build claim: grows with each take-over."""
+    lease_until: Mapped[float | None] = mapped_column(Float)
+    """Catalog-clock epoch seconds until which the builder's claim holds."""
+    admitted: Mapped[int] = mapped_column(Integer, default=0)
+    """URLs admitted to the frontier: `limits.max_pages` is counted here, across workers."""
 
 
 class FrontierEntry(Base):
@@ -53,6 +61,7 @@ class FrontierEntry(Base):
     __table_args__ = (
         Index("ix_frontier_job_url", "job_id", "url", unique=True),
         Index("ix_frontier_pending", "job_id", "state", "priority", "id"),
+        Index("ix_frontier_host", "host", "state", "job_id"),
         Index("ix_frontier_url", "url"),
     )
 
@@ -61,6 +70,8 @@ class FrontierEntry(Base):
     url: Mapped[str] = mapped_column(Text)
     raw_url: Mapped[str] = mapped_column(Text)
     domain: Mapped[str] = mapped_column(String(255))
+    host: Mapped[str] = mapped_column(String(255))
+    """The politeness key (`harvester.crawl.hostkey`): whoever leases it fetches the URL."""
     depth: Mapped[int] = mapped_column(Integer)
     priority: Mapped[int] = mapped_column(Integer)
     state: Mapped[str] = mapped_column(String(8))  # pending | claimed | done
@@ -154,3 +165,35 @@ class DatasetLease(Base):
     dataset: Mapped[str] = mapped_column(String(100), primary_key=True)
     holder: Mapped[str] = mapped_column(String(100))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    token: Mapped[int] = mapped_column(BigInteger, default=0)
+    """Fencing token: grows with each new holder; the manifest commit checks it."""
+
+
+class Host(Base):
+    """A politeness key: who holds its crawl lease, and the operator's policy for it."""
+
+    __tablename__ = "hosts"
+
+    host: Mapped[str] = mapped_column(String(255), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(100), index=True)
+    token: Mapped[int] = mapped_column(BigInteger, default=0)
+    """Fencing token: grows with every take; writes made under the lease check it."""
+    expires_at: Mapped[float] = mapped_column(Float, default=0.0)
+    """Catalog-clock epoch seconds; an expired lease may be taken by any worker."""
+    max_rps: Mapped[float | None] = mapped_column(Float)
+    """Operator's rate ceiling for every job together."""
+    concurrency: Mapped[int | None] = mapped_column(Integer)
+    blocked: Mapped[bool] = mapped_column(Boolean, default=False)
+    note: Mapped[str | None] = mapped_column(Text)
+    policy_updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class WorkerRecord(Base):
+    """A live worker process: its heartbeat tells the others how to share the hosts."""
+
+    __tablename__ = "workers"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    alive_until: Mapped[float] = mapped_column(Float)
+    """Catalog-clock epoch seconds."""
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -28,6 +28,7 @@ from harvester.errors import (
     FetchSkipped,
     PermanentFetchError,
     ProxyFailure,
+    Redirected,
     TransientFetchError,
 )
 from harvester.spec import Limits
@@ -74,9 +75,11 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
 
 
 def _guarded_transport(
-    guard: NetworkGuard, http2: bool, limits: httpx.Limits
+    guard: NetworkGuard, http2: bool, limits: httpx.Limits, local_address: str | None
 ) -> httpx.AsyncHTTPTransport:
-    transport = httpx.AsyncHTTPTransport(http2=http2, limits=limits, trust_env=False)
+    transport = httpx.AsyncHTTPTransport(
+        http2=http2, limits=limits, trust_env=False, local_address=local_address
+    )
     # httpx has no public hook for the network backend; swapping the pool is the supported
     # httpcore way to connect only to addresses the guard has judged.
     transport._pool = httpcore.AsyncConnectionPool(
@@ -85,6 +88,7 @@ def _guarded_transport(
         max_connections=limits.max_connections,
         max_keepalive_connections=limits.max_keepalive_connections,
         keepalive_expiry=limits.keepalive_expiry,
+        local_address=local_address,
         network_backend=GuardedBackend(guard),
     )
     return transport
@@ -102,9 +106,16 @@ class Fetcher:
     """Fetches URLs directly or through a proxy, one `httpx.AsyncClient` per route."""
 
     def __init__(
-        self, limits: Limits, user_agent: str, guard: NetworkGuard, *, http2: bool = False
+        self,
+        limits: Limits,
+        user_agent: str,
+        guard: NetworkGuard,
+        *,
+        http2: bool = False,
+        source_address: str | None = None,
     ) -> None:
         self._limits = limits
+        self._source = source_address
         self._guard = guard
         self._http2 = http2
         self._headers = {
@@ -127,10 +138,14 @@ class Fetcher:
         if client is None:
             transport = (
                 httpx.AsyncHTTPTransport(
-                    proxy=proxy.url, http2=self._http2, limits=self._pool_limits, trust_env=False
+                    proxy=proxy.url,
+                    http2=self._http2,
+                    limits=self._pool_limits,
+                    trust_env=False,
+                    local_address=self._source,
                 )
                 if proxy
-                else _guarded_transport(self._guard, self._http2, self._pool_limits)
+                else _guarded_transport(self._guard, self._http2, self._pool_limits, self._source)
             )
             client = httpx.AsyncClient(
                 transport=transport,
@@ -155,65 +170,71 @@ class Fetcher:
         headers: dict[str, str] | None = None,
         before_hop: Hop | None = None,
         hop_rejection: HopCheck | None = None,
+        same_host: Callable[[str], bool] | None = None,
         content_types: list[str] | None = None,
     ) -> FetchResult:
         """Fetch `url`, following redirects within the limits; raise a `FetchError` otherwise.
 
-        `before_hop(url)` runs before every request (politeness); `hop_rejection(url)` names a
-        scope rule a redirect target breaks, or None. `content_types` overrides the allow-list.
+        `before_hop(url)` runs before every request (politeness) and outside the time limit:
+        waiting for a host's turn is never a timeout. `hop_rejection(url)` names a scope rule
+        a redirect target breaks, or None; a target `same_host` refuses ends the fetch with
+        `Redirected` (another host's budget must carry it). `content_types` overrides the
+        allow-list.
         """
-        try:
-            async with asyncio.timeout(self._limits.timeout_s):
-                return await self._follow(
-                    url,
-                    proxy,
-                    headers or {},
-                    before_hop,
-                    hop_rejection,
-                    self._limits.content_types if content_types is None else content_types,
-                )
-        except TimeoutError as exc:
-            raise TransientFetchError("timeout/total", "total time limit exceeded") from exc
-
-    async def _follow(
-        self,
-        url: str,
-        proxy: Proxy | None,
-        headers: dict[str, str],
-        before_hop: Hop | None,
-        hop_rejection: HopCheck | None,
-        content_types: list[str],
-    ) -> FetchResult:
         seen = {url}
         current = url
+        budget = self._limits.timeout_s
+        types = self._limits.content_types if content_types is None else content_types
         for hop in range(self._limits.max_redirects + 1):
-            if proxy is not None:
-                # The proxy connects for us; judge the destination by our own resolution.
-                parts = urlsplit(current)
-                await self._guard.resolve(parts.hostname or "", parts.port or 80)
             sent = await before_hop(current) if before_hop is not None else _nothing
             started = time.monotonic()
-            request_headers = headers if hop == 0 else {}
-            async with self._send(current, proxy, request_headers, sent) as response:
+            try:
+                async with asyncio.timeout(budget):
+                    target = await self._hop(
+                        url, current, proxy, (headers or {}) if hop == 0 else {}, sent, hop, types
+                    )
+            except TimeoutError as exc:
                 sent()
-                location = response.headers.get("location")
-                if response.is_redirect and location:
-                    try:
-                        target = canonicalize(urljoin(current, location))
-                    except InvalidURL as exc:
-                        raise PermanentFetchError("redirect/invalid", str(exc)) from exc
-                    if target in seen:
-                        raise PermanentFetchError("redirect/loop", f"redirect loop at {target}")
-                    rule = hop_rejection(target) if hop_rejection else None
-                    if rule is not None:
-                        raise FetchSkipped(f"scope/{rule}", f"redirect to {target} out of scope")
-                    seen.add(target)
-                    current = target
-                    continue
-                return await self._result(
-                    url, current, response, proxy, started, hop, content_types
-                )
+                raise TransientFetchError("timeout/total", "total time limit exceeded") from exc
+            budget -= time.monotonic() - started
+            if isinstance(target, FetchResult):
+                return target
+            if target in seen:
+                raise PermanentFetchError("redirect/loop", f"redirect loop at {target}")
+            rule = hop_rejection(target) if hop_rejection else None
+            if rule is not None:
+                raise FetchSkipped(f"scope/{rule}", f"redirect to {target} out of scope")
+            if same_host is not None and not same_host(target):
+                raise Redirected(target)
+            seen.add(target)
+            current = target
         raise PermanentFetchError("redirect/too-many", f"more than {self._limits.max_redirects}")
+
+    async def _hop(
+        self,
+        url: str,
+        current: str,
+        proxy: Proxy | None,
+        headers: dict[str, str],
+        sent: Callable[[], None],
+        hop: int,
+        content_types: list[str],
+    ) -> FetchResult | str:
+        """One request: the result, or the canonical redirect target."""
+        if proxy is not None:
+            # The proxy connects for us; judge the destination by our own resolution.
+            parts = urlsplit(current)
+            await self._guard.resolve(parts.hostname or "", parts.port or 80)
+        started = time.monotonic()
+        async with self._send(current, proxy, headers, sent) as response:
+            sent()
+            location = response.headers.get("location")
+            if response.is_redirect and location:
+                try:
+                    return canonicalize(urljoin(current, location))
+                except InvalidURL as exc:
+                    raise PermanentFetchError("redirect/invalid", str(exc)) from exc
+            return await self._result(url, current, response, proxy, started, hop, content_types)
 
     def _send(
         self, url: str, proxy: Proxy | None, headers: dict[str, str], sent: Callable[[], None]

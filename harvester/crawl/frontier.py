@@ -1,160 +1,112 @@
-"""The persisted frontier: admission (canonical form, scope, seen-set, page cap), claims and
-the transaction that records outcomes together with the links they discovered."""
+"""The persisted frontier: admission (canonical form, scope, URL length), claims of a leased
+host's URLs, and the fenced transaction that records outcomes with the links they found.
+
+The seen-set is the unique (job, URL) index: any number of workers may discover the same URL
+and insert it; one insert wins. `limits.max_pages` is counted on the job row in the same
+transaction, so the cap holds across workers.
+"""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterable, Sequence
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
-from harvester.catalog.models import FrontierEntry, Job, StagingPart
+from harvester.catalog.leases import check_hosts
+from harvester.catalog.models import FrontierEntry, Host, Job, StagingPart
+from harvester.crawl.hostkey import HostKey, host_key
 from harvester.crawl.scope import ScopeRules
 from harvester.crawl.urls import InvalidURL, canonicalize, domain_of
+from harvester.errors import LeaseLost
 from harvester.spec import JobSpec
-from harvester.stats import Stats
 
-RESUMABLE_STATES = ("queued", "running", "building")
+MAX_URL_LENGTH = 2048
+"""Longer URLs are rejected (counted): session tokens and traps, and btree keys have limits."""
+_SEEN_CACHE = 200_000
+
+
+class Fenced(LeaseLost):
+    """A commit touched hosts whose lease this worker lost; nothing was written."""
+
+    def __init__(self, hosts: set[str]) -> None:
+        super().__init__(f"lost the lease on {len(hosts)} host(s): {sorted(hosts)[:3]}")
+        self.hosts = hosts
 
 
 @dataclass(frozen=True)
 class Claimed:
-    """A frontier entry handed to the crawl loop."""
+    """A frontier entry handed to a host's runner."""
 
     id: int
+    job_id: str
     url: str
     domain: str
+    host: str
     depth: int
     etag: str | None = None
     last_modified: str | None = None
 
 
-def create_job(
-    sessions: sessionmaker[Session],
-    spec: JobSpec,
-    state: str = "queued",
-    schedule_id: str | None = None,
-) -> str:
-    """Insert a job row for `spec`; returns its id."""
-    job_id = str(uuid.uuid4())
-    with sessions.begin() as session:
-        session.add(
-            Job(
-                id=job_id,
-                dataset=spec.dataset,
-                spec=spec.model_dump(mode="json"),
-                spec_hash=spec.fingerprint(),
-                state=state,
-                created_at=datetime.now(UTC),
-                stats={},
-                schedule_id=schedule_id,
-            )
-        )
-    return job_id
+class Admission:
+    """Which discovered URLs of one job may enter its frontier: decided in memory; the
+    catalog's unique index and page count decide the rest when they are inserted."""
 
-
-def find_resumable(sessions: sessionmaker[Session], spec: JobSpec) -> str | None:
-    """The newest unfinished job with exactly this spec, if any (a killed crawl to resume)."""
-    with sessions() as session:
-        return session.scalar(
-            select(Job.id)
-            .where(
-                Job.dataset == spec.dataset,
-                Job.spec_hash == spec.fingerprint(),
-                Job.state.in_(RESUMABLE_STATES),
-                Job.worker.is_(None),  # jobs of the service's workers are theirs to resume
-            )
-            .order_by(Job.created_at.desc())
-            .limit(1)
-        )
-
-
-def set_job_state(
-    sessions: sessionmaker[Session], job_id: str, state: str, error: str | None = None
-) -> None:
-    """Move a job to `state`, stamping start and finish times."""
-    now = datetime.now(UTC)
-    values: dict[str, Any] = {"state": state, "error": error}
-    if state == "running":
-        values["started_at"] = now
-    if state in ("succeeded", "failed", "cancelled"):
-        values["finished_at"] = now
-    with sessions.begin() as session:
-        session.execute(update(Job).where(Job.id == job_id).values(**values))
-
-
-class Frontier:
-    """The URLs of one job. Admission is decided in memory; rows are written by `commit`."""
-
-    def __init__(
-        self, sessions: sessionmaker[Session], job_id: str, spec: JobSpec, stats: Stats
-    ) -> None:
-        self._sessions = sessions
+    def __init__(self, job_id: str, spec: JobSpec, key: HostKey = host_key) -> None:
         self.job_id = job_id
         self._spec = spec
-        self._stats = stats
+        self._key = key
         self.scope = ScopeRules(spec.scope, [str(s) for s in spec.seeds])
         self._tracking = (
             tuple(spec.scope.tracking_params) if spec.scope.strip_tracking_params else ()
         )
-        self._seen: set[str] = set()
+        self._sent: set[str] = set()  # URLs this process already offered: skip resending
 
     def canonical(self, url: str) -> str:
         """The canonical form used for the seen-set and scope checks."""
         return canonicalize(url, self._tracking)
 
-    def open(self, known: Sequence[str] = ()) -> list[dict[str, Any]]:
-        """Load the seen-set, return claimed-but-unfinished entries to pending, and return the
-        rows to insert if this is a fresh job: the seeds, then `known` URLs (the documents of
-        the dataset's latest snapshot, revalidated by a refresh) at depth 1."""
-        with self._sessions.begin() as session:
-            session.execute(
-                update(FrontierEntry)
-                .where(FrontierEntry.job_id == self.job_id, FrontierEntry.state == "claimed")
-                .values(state="pending")
-            )
-            self._seen = set(
-                session.scalars(
-                    select(FrontierEntry.url).where(FrontierEntry.job_id == self.job_id)
-                )
-            )
-        if self._seen:
-            return []
-        rows = self.admit(((str(seed), 0) for seed in self._spec.seeds), seeds=True)
-        return rows + self.admit((url, 1) for url in known)
+    def seeds(self, known: Sequence[str], counters: Counter[str]) -> list[dict[str, Any]]:
+        """A fresh job's rows: the seeds, then `known` URLs (the documents of the dataset's
+        latest snapshot, revalidated by a refresh) at depth 1."""
+        rows = self.admit(((str(seed), 0) for seed in self._spec.seeds), counters, seeds=True)
+        return rows + self.admit(((url, 1) for url in known), counters)
 
     def admit(
-        self, candidates: Iterable[tuple[str, int]], *, seeds: bool = False
+        self, candidates: Iterable[tuple[str, int]], counters: Counter[str], *, seeds: bool = False
     ) -> list[dict[str, Any]]:
-        """Rows for the candidates (raw URL, depth) that are new, in scope and within the cap."""
+        """Rows for the candidates (raw URL, depth) that are new here and in scope."""
         rows: list[dict[str, Any]] = []
         for raw, depth in candidates:
             try:
                 url = self.canonical(raw)
             except InvalidURL:
-                self._stats.inc("frontier/rejected/invalid")
+                counters["frontier/rejected/invalid"] += 1
                 continue
-            if url in self._seen:
+            if url in self._sent:
+                continue
+            if len(url) > MAX_URL_LENGTH:
+                counters["frontier/rejected/too_long"] += 1
                 continue
             rule = None if seeds else self.scope.rejection(url, depth)
             if rule is not None:
-                self._stats.inc(f"frontier/rejected/{rule}")
+                counters[f"frontier/rejected/{rule}"] += 1
                 continue
-            if len(self._seen) >= self._spec.limits.max_pages:
-                self._stats.inc("frontier/rejected/max_pages")
-                continue
-            self._seen.add(url)
-            self._stats.inc("frontier/discovered")
+            if len(self._sent) < _SEEN_CACHE:
+                self._sent.add(url)
             rows.append(
                 {
                     "job_id": self.job_id,
                     "url": url,
-                    "raw_url": raw[:8192],
+                    "raw_url": raw[:MAX_URL_LENGTH],
                     "domain": domain_of(url),
+                    "host": self._key(url),
                     "depth": depth,
                     "priority": depth,
                     "state": "pending",
@@ -163,100 +115,199 @@ class Frontier:
             )
         return rows
 
-    def claim(self, limit: int, exclude_domains: Sequence[str]) -> list[Claimed]:
-        """Mark up to `limit` pending entries claimed (shallowest first) and return them with
-        the validators earlier crawls of the dataset recorded, for conditional requests."""
-        with self._sessions.begin() as session:
-            query = (
+
+def _insert_ignoring_conflicts(session: Session, model: Any) -> Any:
+    if session.get_bind().dialect.name == "postgresql":
+        return pg_insert(model).on_conflict_do_nothing()
+    return sqlite_insert(model).on_conflict_do_nothing()
+
+
+def insert_urls(
+    session: Session, job_id: str, rows: Sequence[dict[str, Any]], max_pages: int
+) -> tuple[int, int]:
+    """Insert new frontier rows within the job's page cap (the job row is locked);
+    returns (inserted, refused by the cap). Known URLs are skipped by the unique index."""
+    admitted = session.scalar(select(Job.admitted).where(Job.id == job_id).with_for_update())
+    room = max_pages - int(admitted or 0)
+    inserted, start = 0, 0
+    while room > 0 and start < len(rows):
+        chunk = list(rows[start : start + room])
+        start += len(chunk)
+        ids = session.scalars(
+            _insert_ignoring_conflicts(session, FrontierEntry).returning(FrontierEntry.id),
+            chunk,
+        ).all()
+        inserted += len(ids)
+        room -= len(ids)
+    if inserted:
+        hosts = sorted({row["host"] for row in rows})
+        session.execute(_insert_ignoring_conflicts(session, Host), [{"host": h} for h in hosts])
+        session.execute(
+            update(Job).where(Job.id == job_id).values(admitted=Job.admitted + inserted)
+        )
+    return inserted, len(rows) - start
+
+
+def merge_counters(session: Session, job_id: str, counters: Mapping[str, int]) -> None:
+    """Add counters to the job's (row-locked, so concurrent workers add, never overwrite)."""
+    if not counters:
+        return
+    stats = session.scalar(select(Job.stats).where(Job.id == job_id).with_for_update())
+    merged = Counter(stats or {})
+    merged.update(counters)
+    session.execute(update(Job).where(Job.id == job_id).values(stats=dict(sorted(merged.items()))))
+
+
+@dataclass(frozen=True)
+class JobRef:
+    """What a claim needs to know of a job: its dataset and whether to revalidate."""
+
+    dataset: str
+    conditional: bool
+
+
+def claim(
+    sessions: sessionmaker[Session],
+    holder: str,
+    host: str,
+    token: int,
+    jobs: Mapping[str, JobRef],
+    per_job: int,
+) -> list[Claimed]:
+    """Claim pending URLs of a held host: up to `per_job` of each job in `jobs` that has some
+    there (shallowest first), with the validators earlier crawls of the dataset recorded.
+    Refused (`Fenced`) when the lease has moved."""
+    with sessions.begin() as session:
+        if check_hosts(session, holder, {host: token}):
+            raise Fenced({host})
+        waiting = session.scalars(
+            select(FrontierEntry.job_id)
+            .where(
+                FrontierEntry.host == host,
+                FrontierEntry.state == "pending",
+                FrontierEntry.job_id.in_(list(jobs)),
+            )
+            .distinct()
+        ).all()
+        claimed: list[Claimed] = []
+        for job_id in sorted(waiting):
+            rows = session.execute(
                 select(
                     FrontierEntry.id, FrontierEntry.url, FrontierEntry.domain, FrontierEntry.depth
                 )
-                .where(FrontierEntry.job_id == self.job_id, FrontierEntry.state == "pending")
+                .where(
+                    FrontierEntry.host == host,
+                    FrontierEntry.job_id == job_id,
+                    FrontierEntry.state == "pending",
+                )
                 .order_by(FrontierEntry.priority, FrontierEntry.id)
-                .limit(limit)
-            )
-            if exclude_domains:
-                query = query.where(FrontierEntry.domain.not_in(list(exclude_domains)))
-            rows = session.execute(query).all()
-            if not rows:
-                return []
+                .limit(per_job)
+            ).all()
             session.execute(
                 update(FrontierEntry)
                 .where(FrontierEntry.id.in_([r.id for r in rows]))
                 .values(state="claimed")
             )
+            ref = jobs[job_id]
             validators = (
-                self._validators(session, [r.url for r in rows])
-                if self._spec.conditional_requests
+                _validators(session, ref.dataset, job_id, [r.url for r in rows])
+                if ref.conditional
                 else {}
             )
-        # Seeds are always fetched in full: their links are how a refresh finds new pages.
-        return [
-            Claimed(
-                r.id,
-                r.url,
-                r.domain,
-                r.depth,
-                *(validators.get(r.url, (None, None)) if r.depth > 0 else (None, None)),
-            )
-            for r in rows
-        ]
-
-    def _validators(
-        self, session: Session, urls: list[str]
-    ) -> dict[str, tuple[str | None, str | None]]:
-        rows = session.execute(
-            select(FrontierEntry.url, FrontierEntry.etag, FrontierEntry.last_modified)
-            .join(Job, Job.id == FrontierEntry.job_id)
-            .where(
-                Job.dataset == self._spec.dataset,
-                Job.id != self.job_id,
-                FrontierEntry.url.in_(urls),
-                FrontierEntry.outcome == "fetched",
-                # A page the pipeline dropped is fetched in full again, so a refresh retries it.
-                FrontierEntry.dropped.is_(None),
-                # Only a job whose snapshot was committed holds the documents a 304 keeps.
-                Job.snapshot_version.is_not(None),
-            )
-            .order_by(FrontierEntry.fetched_at)
-        ).all()
-        return {r.url: (r.etag, r.last_modified) for r in rows if r.etag or r.last_modified}
-
-    def commit(
-        self,
-        outcomes: Sequence[dict[str, Any]],
-        new_rows: Sequence[dict[str, Any]],
-        part: tuple[str, int, int] | None,
-        stats: dict[str, int],
-    ) -> None:
-        """One transaction: the staging part (path, rows, bytes), the outcomes, the newly
-        discovered URLs and the job's counters. A crash before it leaves the URLs pending."""
-        with self._sessions.begin() as session:
-            if part is not None:
-                path, rows, size = part
-                session.add(
-                    StagingPart(
-                        job_id=self.job_id,
-                        path=path,
-                        rows=rows,
-                        bytes=size,
-                        created_at=datetime.now(UTC),
-                    )
+            # Seeds are always fetched in full: their links are how a refresh finds new pages.
+            claimed += [
+                Claimed(
+                    r.id,
+                    job_id,
+                    r.url,
+                    r.domain,
+                    host,
+                    r.depth,
+                    *(validators.get(r.url, (None, None)) if r.depth > 0 else (None, None)),
                 )
-            if new_rows:
-                session.execute(insert(FrontierEntry), list(new_rows))
-            if outcomes:
-                session.execute(update(FrontierEntry), list(outcomes))
-            session.execute(update(Job).where(Job.id == self.job_id).values(stats=stats))
+                for r in rows
+            ]
+    return claimed
 
-    def unfinished(self) -> int:
-        """Entries without an outcome (pending or claimed)."""
-        with self._sessions() as session:
-            return (
-                session.scalar(
-                    select(func.count())
-                    .select_from(FrontierEntry)
-                    .where(FrontierEntry.job_id == self.job_id, FrontierEntry.state != "done")
+
+def _validators(
+    session: Session, dataset: str, job_id: str, urls: list[str]
+) -> dict[str, tuple[str | None, str | None]]:
+    rows = session.execute(
+        select(FrontierEntry.url, FrontierEntry.etag, FrontierEntry.last_modified)
+        .join(Job, Job.id == FrontierEntry.job_id)
+        .where(
+            Job.dataset == dataset,
+            Job.id != job_id,
+            FrontierEntry.url.in_(urls),
+            FrontierEntry.outcome == "fetched",
+            # A page the pipeline dropped is fetched in full again, so a refresh retries it.
+            FrontierEntry.dropped.is_(None),
+            # Only a job whose snapshot was committed holds the documents a 304 keeps.
+            Job.snapshot_version.is_not(None),
+        )
+        .order_by(FrontierEntry.fetched_at)
+    ).all()
+    return {r.url: (r.etag, r.last_modified) for r in rows if r.etag or r.last_modified}
+
+
+@dataclass
+class Batch:
+    """What one job's flush commits in one transaction."""
+
+    outcomes: list[dict[str, Any]]
+    """Frontier updates by id (each with `host`, the lease it was fetched under)."""
+    new_rows: list[dict[str, Any]]
+    part: tuple[str, int, int] | None
+    """The staging part (path, rows, bytes) holding this batch's pages."""
+    counters: Counter[str]
+
+
+def commit(
+    sessions: sessionmaker[Session],
+    job_id: str,
+    holder: str,
+    tokens: Mapping[str, int],
+    batch: Batch,
+    max_pages: int,
+) -> None:
+    """One transaction: the staging part, the outcomes, the newly discovered URLs and the
+    job's counters, after checking that every host of the outcomes is still leased to this
+    worker with the same token (`Fenced` otherwise, and nothing is written)."""
+    hosts = {o["host"] for o in batch.outcomes}
+    with sessions.begin() as session:
+        lost = check_hosts(session, holder, {h: tokens.get(h, -1) for h in sorted(hosts)})
+        if lost:
+            raise Fenced(lost)
+        counters = Counter(batch.counters)
+        if batch.part is not None:
+            path, rows, size = batch.part
+            session.add(
+                StagingPart(
+                    job_id=job_id, path=path, rows=rows, bytes=size, created_at=datetime.now(UTC)
                 )
-                or 0
             )
+        if batch.new_rows:
+            inserted, refused = insert_urls(session, job_id, batch.new_rows, max_pages)
+            counters["frontier/discovered"] += inserted
+            if refused:
+                counters["frontier/rejected/max_pages"] += refused
+        if batch.outcomes:
+            session.execute(
+                update(FrontierEntry),
+                [{k: v for k, v in o.items() if k != "host"} for o in batch.outcomes],
+            )
+        merge_counters(session, job_id, +counters)
+
+
+def unfinished(sessions: sessionmaker[Session], job_id: str) -> int:
+    """Entries without an outcome (pending or claimed)."""
+    with sessions() as session:
+        return (
+            session.scalar(
+                select(func.count())
+                .select_from(FrontierEntry)
+                .where(FrontierEntry.job_id == job_id, FrontierEntry.state != "done")
+            )
+            or 0
+        )

@@ -1,8 +1,10 @@
-"""One rate controller per domain: a hard ceiling plus an adaptive (AIMD) rate below it.
+"""One rate controller per host: a hard ceiling plus an adaptive (AIMD) rate below it.
 
-The ceiling is an aiolimiter leaky bucket of size one at the configured rate, acquired right
-before a request is sent; the next turn is measured from when the request actually left, so no
-two requests to a domain are ever closer than 1/rate, however late the event loop runs.
+The ceiling is an aiolimiter leaky bucket of size one at the ceiling rate, acquired right
+before a request is sent; the next turn is measured from when the previous request actually
+left, at the rate in force now, so no two requests to a host are ever closer than 1/rate,
+however late the event loop runs and however the ceiling changes (jobs joining the host,
+an operator's policy, Crawl-delay).
 Below it, the adaptive rate reacts to what the site says: Crawl-delay caps it, 429/503 halve
 it and pause the domain for Retry-After, error streaks and slow responses halve it, and each
 success adds a tenth of the ceiling back.
@@ -37,23 +39,26 @@ class DomainRateController:
         self._max_retry_after = max_retry_after
         self._slow = slow_response
         self._clock = clock
-        self._next_send = 0.0
+        self._last_sent = -1e9
         self._send_lock = asyncio.Lock()
         self._paused_until = 0.0
         self._error_streak = 0
-        self.requests = 0
 
-    def set_crawl_delay(self, delay: float | None) -> None:
-        """robots.txt's Crawl-delay lowers the ceiling (never raises it)."""
-        if delay and delay > 0:
-            self.ceiling = min(self.ceiling, 1 / delay)
-            self.rate = min(self.rate, self.ceiling)
+    def set_ceiling(self, rate: float) -> None:
+        """A new hard ceiling (the lowest limit of the jobs on the host, a policy, a
+        Crawl-delay); the adaptive rate stays below it and the next gap obeys it at once."""
+        if rate == self.ceiling:
+            return
+        unthrottled = self.rate >= self.ceiling
+        self.ceiling = rate
+        self.rate = rate if unthrottled else min(self.rate, rate)
+        self._limiter = AsyncLimiter(1, 1 / rate)
 
     async def wait_turn(self) -> None:
         """Sleep until the adaptive rate and any Retry-After pause would let a request go."""
         while True:
             now = self._clock()
-            start = max(self._next_send, self._paused_until)
+            start = max(self._last_sent + 1 / self.rate, self._paused_until)
             if start <= now:
                 return
             await asyncio.sleep(start - now)
@@ -73,14 +78,13 @@ class DomainRateController:
         except BaseException:
             self._send_lock.release()
             raise
-        self.requests += 1
         released = False
 
         def sent() -> None:
             nonlocal released
             if not released:
                 released = True
-                self._next_send = self._clock() + 1 / self.rate
+                self._last_sent = self._clock()
                 self._send_lock.release()
 
         return sent

@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from harvester.catalog.models import Job, Schedule, ScheduleRun
-from harvester.crawl.frontier import create_job
+from harvester.jobs import create_job
 from harvester.spec import parse_spec
 
 logger = logging.getLogger(__name__)

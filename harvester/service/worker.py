@@ -1,10 +1,12 @@
-"""The job worker: claims queued jobs from the catalog, crawls, builds, and reports.
+"""The crawl worker: leases hosts, serves every running job's URLs on them, builds finished
+jobs. Any number of workers share one catalog; a job has no owner.
 
-Claims are a compare-and-set on the job row, so two workers (on PostgreSQL, on any number of
-machines) never run one job at once. A running job's worker heartbeats every second; a job
-whose heartbeat is older than `worker_stale_s` (its worker was SIGKILLed) is claimed again and
-resumes from its persisted frontier. SIGTERM stops claiming, lets in-flight requests finish,
-keeps every outcome and releases the job to the queue.
+Every tick (`TICK_S`) a worker renews its host leases and its heartbeat (a host it can no
+longer prove it holds is dropped at once), starts queued jobs (seeds inserted with the state
+change), takes its fair share of the hosts that have work (free or expired leases: a dead
+worker's hosts move within one lease period), and claims the build of each job whose URLs
+all have an outcome. SIGTERM stops dispatching, lets in-flight requests finish, commits every
+outcome and gives the hosts back; the jobs go on with the other workers.
 """
 
 from __future__ import annotations
@@ -12,34 +14,47 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import socket
+import threading
+import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any, ParamSpec, TypeVar
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from harvester import jobs
+from harvester.catalog.leases import HeldHost, HostLeases
 from harvester.catalog.models import Job
 from harvester.config import Settings
 from harvester.cpu import CpuPool
-from harvester.crawl.crawler import Crawler
-from harvester.crawl.frontier import set_job_state
+from harvester.crawl.hostrunner import HostPolicy, HostRunner, Shared
+from harvester.crawl.jobcontext import JobContext
 from harvester.crawl.netguard import NetworkGuard
 from harvester.crawl.proxies import ProxyPool
-from harvester.errors import BuildError, ConfigurationError
-from harvester.jobs import build_snapshot, refresh_urls
+from harvester.crawl.recorder import OutcomeRecorder
+from harvester.errors import BuildError, ConfigurationError, StorageError
+from harvester.jobs import JobState
 from harvester.service.pools import load_pool
 from harvester.spec import JobSpec, parse_spec
 from harvester.store.blob import BlobStore
 
 logger = logging.getLogger(__name__)
 
-HEARTBEAT_S = 1.0
-POLL_S = 0.5
+TICK_S = 0.5
+FLUSH_S = 0.5
+STOP_GRACE_S = 10.0
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 class Worker:
-    """Runs queued jobs one at a time until `stop()`."""
+    """Serves hosts (and through them, jobs) until `stop()`."""
 
     def __init__(
         self,
@@ -47,127 +62,305 @@ class Worker:
         store: BlobStore,
         settings: Settings,
         cpu: CpuPool,
+        *,
+        only_jobs: set[str] | None = None,
+        builds: bool = True,
+        stop_when: Callable[[], bool] | None = None,
+        guard: NetworkGuard | None = None,
     ) -> None:
         self._sessions = sessions
         self._store = store
         self._settings = settings
-        self._cpu = cpu
+        self._only = only_jobs
+        self._builds_enabled = builds
+        self._stop_when = stop_when
         self.name = f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
-        self._stopping = asyncio.Event()
-        self.crawler: Crawler | None = None
+        self._leases = HostLeases(sessions, self.name, settings.host_lease_s)
+        self._guard = guard or NetworkGuard(
+            settings.allow_private_networks, settings.allowed_networks
+        )
+        self._db = ThreadPoolExecutor(1, thread_name_prefix="catalog")
+        self.jobs: dict[str, JobContext] = {}
+        self.runners: dict[str, HostRunner] = {}
+        self._tokens: dict[str, int] = {}
+        self._serving: set[asyncio.Task[None]] = set()
+        self._builds: dict[str, threading.Thread] = {}
         self.pools: dict[str, ProxyPool] = {}
         """Live pools of running jobs, by name (their health is shown by the API)."""
+        self.recorder = OutcomeRecorder(
+            sessions, store, self.name, lambda: self._tokens, self._in_catalog, self._fenced
+        )
+        self._shared = Shared(
+            sessions,
+            self.name,
+            self.jobs,
+            self.recorder,
+            cpu,
+            asyncio.Semaphore(cpu.workers * 16),
+            self._in_catalog,
+            self._flush_soon,
+        )
+        self._stopping = asyncio.Event()
+        self._flush_now = asyncio.Event()
+        self._renewed_at = time.monotonic()
+        self._workers = 1
+
+    async def _in_catalog(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        # One catalog thread: SQLite wants a single writer, one connection per worker keeps
+        # lock order simple on PostgreSQL, and the event loop never blocks on a commit.
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._db, lambda: fn(*args, **kwargs))
 
     def stop(self) -> None:
-        """Stop claiming; the running job releases its URLs and goes back to the queue."""
+        """Stop dispatching; in-flight requests finish and every outcome is committed."""
         self._stopping.set()
-        if self.crawler is not None:
-            self.crawler.stop()
 
-    def claim(self) -> str | None:
-        """Atomically take the oldest queued (or abandoned) job; returns its id."""
-        now = datetime.now(UTC)
-        stale = now - timedelta(seconds=self._settings.worker_stale_s)
-        claimable = or_(
-            Job.state == "queued",
-            (Job.state.in_(("running", "building"))) & (Job.heartbeat_at < stale),
-        )
-        with self._sessions() as session:
-            candidates = session.scalars(
-                select(Job.id)
-                .where(claimable, Job.cancel_requested.is_(False))
-                .order_by(Job.created_at)
-                .limit(5)
-            ).all()
-        for job_id in candidates:
-            with self._sessions.begin() as session:
-                result = session.execute(
-                    update(Job)
-                    .where(Job.id == job_id, claimable, Job.cancel_requested.is_(False))
-                    .values(state="running", worker=self.name, heartbeat_at=now)
-                )
-            if getattr(result, "rowcount", 0) == 1:  # compare-and-set: only one worker wins
-                return job_id
-        return None
+    @property
+    def stopped(self) -> bool:
+        """True once `stop()` was called."""
+        return self._stopping.is_set()
 
     async def run(self) -> None:
-        """Claim and run jobs until stopped."""
-        while not self._stopping.is_set():
-            job_id = await asyncio.to_thread(self.claim)
-            if job_id is None:
+        """Tick until stopped (or `stop_when()`), then shut down cleanly."""
+        flusher = asyncio.create_task(self._flush_loop())
+        try:
+            while not self._stopping.is_set():
+                await self._tick()
+                if self._stop_when is not None and await asyncio.to_thread(self._stop_when):
+                    break
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), POLL_S)
-                continue
-            logger.info("claimed job", extra={"job_id": job_id, "worker": self.name})
-            try:
-                await self.run_job(job_id)
-            except Exception as exc:  # one broken job must not take the worker down
-                logger.exception("job failed", extra={"job_id": job_id})
-                set_job_state(self._sessions, job_id, "failed", error=f"internal: {exc}")
-
-    async def run_job(self, job_id: str) -> None:
-        """Crawl and build one claimed job."""
-        with self._sessions() as session:
-            job = session.get(Job, job_id)
-            assert job is not None
-            raw_spec = job.spec
-        try:
-            spec = parse_spec(raw_spec)
-            pool = self._pool(spec)
-        except ConfigurationError as exc:
-            set_job_state(self._sessions, job_id, "failed", error=str(exc))
-            return
-        guard = NetworkGuard(self._settings.allow_private_networks, self._settings.allowed_networks)
-        crawler = Crawler(
-            spec,
-            job_id,
-            self._sessions,
-            self._store,
-            guard=guard,
-            cpu=self._cpu,
-            proxy_pool=pool,
-            refresh_urls=await asyncio.to_thread(refresh_urls, self._store, spec.dataset),
-        )
-        self.crawler = crawler
-        if pool is not None:
-            self.pools[pool.name] = pool
-        # The heartbeat lasts through the build too, so no other worker takes the job over.
-        heartbeat = asyncio.create_task(self._heartbeat(job_id, crawler))
-        try:
-            await crawler.run()
-            self.crawler = None
-            if self._cancel_requested(job_id):
-                set_job_state(self._sessions, job_id, "cancelled")
-            elif not crawler.stopped:  # stopped means shutting down: the job is queued again
-                await asyncio.to_thread(build_snapshot, self._sessions, self._store, job_id, spec)
-        except BuildError as exc:
-            logger.warning("build failed: %s", exc, extra={"job_id": job_id})
+                    await asyncio.wait_for(self._stopping.wait(), TICK_S)
         finally:
-            heartbeat.cancel()
-            self.crawler = None
+            await self._shutdown()
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
+            self._db.shutdown()
 
-    def _pool(self, spec: JobSpec) -> ProxyPool | None:
-        if spec.proxy_pool is None:
-            return None
-        config = load_pool(self._sessions, spec.proxy_pool)
-        if config is None:
-            raise ConfigurationError(f"no proxy pool named {spec.proxy_pool!r}")
-        return ProxyPool(spec.proxy_pool, config)
+    async def _tick(self) -> None:
+        steps: list[Callable[[], Awaitable[None]]] = [self._heartbeat, self._sync_jobs]
+        if not self._stopping.is_set():
+            steps += [self._balance, self._claim_builds]
+        for step in steps:
+            try:
+                await step()
+            except (SQLAlchemyError, StorageError, OSError) as exc:
+                # The catalog or the store is down for now: the next tick tries again.
+                logger.warning("%s failed: %s", step.__name__, exc)
+            except Exception:
+                logger.exception("%s failed", step.__name__)
 
-    def _cancel_requested(self, job_id: str) -> bool:
+    # ---- leases ------------------------------------------------------------------------
+
+    async def _heartbeat(self) -> None:
+        started = time.monotonic()
+        try:
+            held, self._workers = await self._in_catalog(self._leases.heartbeat, list(self._tokens))
+        except SQLAlchemyError:
+            if time.monotonic() - self._renewed_at > self._settings.host_lease_s * 0.8:
+                for host in list(self._tokens):  # cannot prove we hold them any more
+                    self._lose(host)
+            raise
+        self._renewed_at = started
+        for host, token in list(self._tokens.items()):
+            lease = held.get(host)
+            if lease is None or lease.token != token:
+                self._lose(host)
+            elif lease.blocked:
+                self.runners[host].stop()
+            else:
+                self.runners[host].set_policy(HostPolicy(lease.max_rps, lease.concurrency))
+
+    def _lose(self, host: str) -> None:
+        logger.warning("lost the lease on %s", host, extra={"worker": self.name})
+        self._tokens.pop(host, None)
+        runner = self.runners.get(host)
+        if runner is not None:
+            runner.lose()
+
+    def _fenced(self, hosts: set[str]) -> None:
+        for host in hosts:
+            if host in self._tokens:
+                self._lose(host)
+
+    async def _balance(self) -> None:
+        demand = await self._in_catalog(self._leases.demand, self._only_list())
+        share = min(self._settings.worker_hosts, max(1, math.ceil(demand / self._workers)))
+        want = share - len(self._tokens)
+        if want > 0:
+            taken = await self._in_catalog(self._leases.acquire, want, self._only_list())
+            for lease in taken:
+                self._serve(lease)
+        elif want < -1:  # a worker joined: give back the quietest hosts beyond our share
+            quiet = sorted(self.runners.values(), key=lambda r: r.queued + r.in_flight)
+            for runner in quiet[: -want - 1]:
+                runner.stop()
+
+    def _only_list(self) -> list[str] | None:
+        return sorted(self._only) if self._only is not None else None
+
+    def _serve(self, lease: HeldHost) -> None:
+        policy = HostPolicy(lease.max_rps, lease.concurrency)
+        runner = HostRunner(lease.host, lease.token, self._shared, policy)
+        self._tokens[lease.host] = lease.token
+        self.runners[lease.host] = runner
+        task = asyncio.create_task(self._run_host(runner))
+        self._serving.add(task)
+        task.add_done_callback(self._serving.discard)
+
+    async def _run_host(self, runner: HostRunner) -> None:
+        try:
+            await runner.run()
+        finally:
+            if not runner.lost and self._tokens.get(runner.host) == runner.token:
+                await self.recorder.flush()  # its outcomes first, then the lease
+                try:
+                    await self._in_catalog(self._leases.release, runner.host, runner.token)
+                except SQLAlchemyError as exc:
+                    logger.warning("release of %s failed (it will expire): %s", runner.host, exc)
+                self._tokens.pop(runner.host, None)
+            if self.runners.get(runner.host) is runner:
+                del self.runners[runner.host]
+
+    # ---- jobs --------------------------------------------------------------------------
+
+    async def _sync_jobs(self) -> None:
+        rows = await self._in_catalog(self._live_jobs)
+        live = {row.id for row in rows}
+        for job_id in list(self.jobs):
+            if job_id not in live:  # cancelled, building or done: no more URLs of it
+                await self.jobs.pop(job_id).aclose()
+        for row in rows:
+            if row.state == JobState.QUEUED and not self._stopping.is_set():
+                await self._start(row.id, row.spec)
+            elif row.state == JobState.RUNNING and row.id not in self.jobs:
+                await self._join(row.id, row.spec)
+            limit = (row.spec.get("limits") or {}).get("max_duration_s")
+            if row.state == JobState.RUNNING and limit and row.started_at is not None:
+                started = row.started_at.replace(tzinfo=row.started_at.tzinfo or UTC)
+                if (datetime.now(UTC) - started).total_seconds() > limit:
+                    await self._in_catalog(jobs.expire, self._sessions, row.id)
+
+    def _live_jobs(self) -> list[Any]:
+        query = select(Job.id, Job.state, Job.spec, Job.started_at).where(
+            Job.state.in_((JobState.QUEUED, JobState.RUNNING)), Job.cancel_requested.is_(False)
+        )
+        if self._only is not None:
+            query = query.where(Job.id.in_(sorted(self._only)))
         with self._sessions() as session:
-            return bool(session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
+            return list(session.execute(query.order_by(Job.created_at)).all())
 
-    async def _heartbeat(self, job_id: str, crawler: Crawler) -> None:
+    def _spec(self, job_id: str, raw: dict[str, Any]) -> JobSpec | None:
+        try:
+            return parse_spec(raw)
+        except ConfigurationError as exc:
+            jobs.finish(self._sessions, job_id, JobState.FAILED, str(exc))
+            return None
+
+    async def _start(self, job_id: str, raw: dict[str, Any]) -> None:
+        spec = await self._in_catalog(self._spec, job_id, raw)
+        if spec is None:
+            return
+        known = await asyncio.to_thread(jobs.refresh_urls, self._store, spec.dataset)
+        if await self._in_catalog(jobs.start, self._sessions, job_id, spec, known):
+            logger.info("started job", extra={"job_id": job_id, "worker": self.name})
+
+    async def _join(self, job_id: str, raw: dict[str, Any]) -> None:
+        spec = await self._in_catalog(self._spec, job_id, raw)
+        if spec is None:
+            return
+        pool = None
+        if spec.proxy_pool is not None:
+            config = await self._in_catalog(load_pool, self._sessions, spec.proxy_pool)
+            if config is None:
+                error = f"no proxy pool named {spec.proxy_pool!r}"
+                await self._in_catalog(jobs.finish, self._sessions, job_id, JobState.FAILED, error)
+                return
+            pool = self.pools.get(spec.proxy_pool) or ProxyPool(spec.proxy_pool, config)
+            self.pools[spec.proxy_pool] = pool
+        self.jobs[job_id] = JobContext.create(
+            job_id, spec, self._guard, pool, self._settings.source_address
+        )
+
+    def use(self, job_id: str, spec: JobSpec, pool: ProxyPool | None) -> None:
+        """Serve `job_id` with a proxy pool given in code (the CLI's `--proxies` file)."""
+        self.jobs[job_id] = JobContext.create(
+            job_id, spec, self._guard, pool, self._settings.source_address
+        )
+
+    async def _claim_builds(self) -> None:
+        if not self._builds_enabled:
+            return
+        for job_id in await self._in_catalog(self._buildable):
+            if job_id in self._builds:
+                continue
+            token = await self._in_catalog(jobs.claim_build, self._sessions, job_id, self.name)
+            if token is not None:
+                self._start_build(job_id, token)
+
+    def _buildable(self) -> list[str]:
+        query = select(Job.id).where(
+            Job.state.in_((JobState.RUNNING, JobState.BUILDING)), Job.cancel_requested.is_(False)
+        )
+        if self._only is not None:
+            query = query.where(Job.id.in_(sorted(self._only)))
+        with self._sessions() as session:
+            return list(session.scalars(query))
+
+    def _start_build(self, job_id: str, token: int) -> None:
+        def build() -> None:
+            try:
+                with self._sessions() as session:
+                    raw = session.scalar(select(Job.spec).where(Job.id == job_id))
+                spec = parse_spec(raw or {})
+                jobs.build(self._sessions, self._store, job_id, spec, self.name, token)
+            except BuildError as exc:
+                logger.warning("build failed: %s", exc, extra={"job_id": job_id})
+            except Exception as exc:  # one broken build must not take the worker down
+                logger.exception("build crashed", extra={"job_id": job_id})
+                with contextlib.suppress(Exception):
+                    jobs.finish(
+                        self._sessions,
+                        job_id,
+                        JobState.FAILED,
+                        f"internal: {exc}",
+                        fence=(self.name, token),
+                    )
+            finally:
+                self._builds.pop(job_id, None)
+
+        # A daemon thread: a SIGTERM never waits for a build; its claim expires and another
+        # worker takes the build over.
+        thread = threading.Thread(target=build, daemon=True, name=f"build-{job_id[:8]}")
+        self._builds[job_id] = thread
+        logger.info("building", extra={"job_id": job_id, "worker": self.name})
+        thread.start()
+
+    # ---- committing and stopping -------------------------------------------------------
+
+    def _flush_soon(self) -> None:
+        self._flush_now.set()
+
+    async def _flush_loop(self) -> None:
         while True:
-            await asyncio.sleep(HEARTBEAT_S)
-            cancel = await asyncio.to_thread(self._beat, job_id)
-            if cancel:
-                crawler.stop()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._flush_now.wait(), FLUSH_S)
+            self._flush_now.clear()
+            # Shielded: cancelling this loop at shutdown must not abandon a flush halfway.
+            await asyncio.shield(self.recorder.flush())
 
-    def _beat(self, job_id: str) -> bool:
-        with self._sessions.begin() as session:
-            session.execute(
-                update(Job).where(Job.id == job_id).values(heartbeat_at=datetime.now(UTC))
-            )
-            return bool(session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
+    async def _shutdown(self) -> None:
+        for runner in self.runners.values():
+            runner.stop()
+        if self._serving:
+            _, late = await asyncio.wait(set(self._serving), timeout=STOP_GRACE_S)
+            if late:
+                for runner in list(self.runners.values()):
+                    runner.abandon()  # still busy after the grace period: their URLs requeue
+                await asyncio.wait(late)
+        await self.recorder.flush()
+        for context in self.jobs.values():
+            await context.aclose()
+        self.jobs.clear()
+        with contextlib.suppress(SQLAlchemyError):  # else its heartbeat row simply expires
+            await self._in_catalog(self._leases.retire)

@@ -86,8 +86,11 @@ class SnapshotBuilder:
         self._snapshots = Snapshots(store)
         self._clock = clock
 
-    def build(self, job: BuildInput) -> Manifest:
-        """Build and commit the next version of `job.spec.dataset`; returns its manifest."""
+    def build(self, job: BuildInput, fence: Callable[[], None] = lambda: None) -> Manifest:
+        """Build and commit the next version of `job.spec.dataset`; returns its manifest.
+
+        `fence()` runs before the first write into the version's directory and right before the
+        manifest is written; it raises (`LeaseLost`) when this builder's lease has moved."""
         spec = job.spec
         dataset, dedup = spec.dataset, spec.pipeline.dedup
         latest = self._snapshots.latest(dataset)
@@ -158,6 +161,9 @@ class SnapshotBuilder:
         bands, rows = lsh_bands(dedup.threshold, dedup.num_perm)
         version = (latest or 0) + 1
         prefix = version_prefix(dataset, version)
+        fence()
+        if self._store.exists(f"{prefix}/{MANIFEST}"):  # published meanwhile: never touch it
+            raise BuildError(f"{dataset} v{version} was committed by another build")
         self._store.delete_dir(prefix)  # leftovers of a build that crashed before its manifest
         files, split_info = self._write_shards(prefix, final, spec)
         files.append(self._write_index(prefix, final, final_sigs))
@@ -195,6 +201,7 @@ class SnapshotBuilder:
             ),
         )
         self._store.write_bytes(f"{prefix}/{CARD}", render_card(manifest).encode())
+        fence()
         self._store.write_bytes(f"{prefix}/{MANIFEST}", manifest.to_json())  # the commit
         return manifest
 

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from harvester.catalog.db import make_engine, migrate
 from harvester.catalog.models import FrontierEntry, Job
-from harvester.crawl.frontier import create_job
+from harvester.jobs import create_job
 from harvester.spec import parse_spec
 from tests.conftest import postgres_schema_url
 from tests.webtest import SiteServer, SiteState, start

@@ -76,8 +76,12 @@ def test_guard_is_checked_on_every_redirect_hop(
             r.url: (r.outcome, r.reason)
             for r in session.scalars(select(FrontierEntry).where(FrontierEntry.job_id == job_id))
         }
-    assert rows[allowed.origin + "/to-loopback"] == ("failed", "blocked/loopback")
-    assert rows[allowed.origin + "/to-metadata"] == ("failed", "blocked/link-local")
+    # A redirect to another host joins the frontier: that host's lease holder fetches it, and
+    # the guard judges it there, before connecting.
+    assert rows[allowed.origin + "/to-loopback"] == ("skipped", "redirect/other-host")
+    assert rows[f"http://127.0.0.1:{allowed.server_address[1]}/"] == ("failed", "blocked/loopback")
+    assert rows[allowed.origin + "/to-metadata"] == ("skipped", "redirect/other-host")
+    assert rows["http://169.254.169.254/latest/meta-data/"] == ("failed", "blocked/link-local")
     assert rows[allowed.origin + "/page/1"] == ("fetched", None)
     assert rows[other.origin + "/page/1"] == ("failed", "blocked/loopback")
     assert other.state.log == []  # refused before connecting

@@ -62,7 +62,7 @@ def test_retry_after_forms() -> None:
 def test_rate_controller_backs_off_and_recovers_below_the_ceiling() -> None:
     clock = [0.0]
     controller = DomainRateController(4.0, clock=lambda: clock[0])
-    controller.set_crawl_delay(0.5)
+    controller.set_ceiling(1 / 0.5)  # a Crawl-delay of 0.5 s
     assert controller.ceiling == controller.rate == 2.0
     controller.on_response(429, 0.1, retry_after=30)
     assert controller.rate == 1.0

@@ -1,0 +1,96 @@
+"""robots.txt and sitemaps for one leased host: robots.txt is fetched once per origin and user
+agent and shared by every job on the host; each job reads the origin's sitemaps once."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable
+
+from harvester.crawl.attempt import FetchPolicy
+from harvester.crawl.jobcontext import JobContext
+from harvester.crawl.outcome import Outcome
+from harvester.crawl.robots import RobotsCache
+from harvester.crawl.sitemaps import parse_sitemap
+from harvester.crawl.urls import origin_of
+from harvester.errors import FetchError
+
+MAX_SITEMAPS = 50
+
+
+class Discovery:
+    """Robots decisions and sitemap reading through the host's fetch policy."""
+
+    def __init__(
+        self,
+        policy: FetchPolicy,
+        same_host: Callable[[str], bool],
+        on_crawl_delay: Callable[[str, float | None], None],
+        on_urls: Callable[[JobContext, list[str]], None],
+    ) -> None:
+        self._policy = policy
+        self._on_urls = on_urls
+        self._same_host = same_host
+        self._on_crawl_delay = on_crawl_delay
+        self._robots: dict[str, RobotsCache] = {}  # by user agent
+
+    async def decision(self, job: JobContext, url: str, counters: Counter[str]) -> str:
+        """`allowed`, `ignored`, `disallowed` or `unavailable` for the job's user agent."""
+        origin = origin_of(url)
+        agent = job.spec.politeness.user_agent
+        if not job.spec.politeness.respect_robots:
+            await self._first_contact(job, origin, [], counters)
+            return "ignored"
+        cache = self._robots.get(agent)
+        if cache is None:
+
+            async def fetch(robots_url: str) -> tuple[int, bytes]:
+                scratch = Outcome(0, self._policy.host)
+                try:
+                    result = await self._policy.fetch(job, robots_url, {}, scratch, aux=True)
+                finally:
+                    counters.update(scratch.counters)
+                return result.status, result.body
+
+            cache = self._robots[agent] = RobotsCache(fetch)
+        rules, fetched_now = await cache.rules(origin)
+        if fetched_now:
+            self._on_crawl_delay(agent, rules.crawl_delay(agent))
+            counters[f"robots/{rules.state}"] += 1
+        await self._first_contact(job, origin, rules.sitemaps(), counters)
+        return rules.decision(url, agent)
+
+    async def _first_contact(
+        self, job: JobContext, origin: str, sitemaps: list[str], counters: Counter[str]
+    ) -> None:
+        # Read inline, before the URL that made first contact is recorded: its outcome and the
+        # sitemap's URLs commit together, so the job cannot look finished in between.
+        if origin in job.contacted or not job.spec.scope.sitemaps:
+            return
+        job.contacted.add(origin)
+        await self._read_sitemaps(job, [*sitemaps, origin + "/sitemap.xml"], counters)
+
+    async def _read_sitemaps(
+        self, job: JobContext, urls: Iterable[str], counters: Counter[str]
+    ) -> None:
+        todo = list(dict.fromkeys(urls))
+        done: set[str] = set()
+        while todo and len(done) < MAX_SITEMAPS:
+            url = todo.pop(0)
+            if url in done:
+                continue
+            done.add(url)
+            if not self._same_host(url):
+                counters["sitemap/other-host"] += 1  # another host's budget; not fetched here
+                continue
+            scratch = Outcome(0, self._policy.host)
+            try:
+                result = await self._policy.fetch(job, url, {}, scratch, aux=True)
+            except FetchError:
+                counters["sitemap/failed"] += 1
+                continue
+            finally:
+                counters.update(scratch.counters)
+            sitemap = parse_sitemap(result.body)
+            counters["sitemap/fetched"] += 1
+            todo += [s for s in sitemap.sitemaps if s not in done]
+            self._on_urls(job, sitemap.pages)

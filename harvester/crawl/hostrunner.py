@@ -1,0 +1,337 @@
+"""One leased host: every job with URLs there, served round-robin through one rate controller.
+
+The combined rate to the host never exceeds the lowest `requests_per_second` of the jobs active
+on it, the operator's policy or the host's Crawl-delay; back-off from 429/503/latency applies
+to all of them, since they share the controller. Fetched pages go to the CPU pool while the
+host's request slot moves on to the next URL. The runner ends when the host has been idle for
+a while (the worker then gives the lease back), when the worker stops, or at once when the
+lease is lost (`lose()`): in-flight work is cancelled, its outcomes would be fenced anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from harvester.cpu import CpuPool
+from harvester.crawl.attempt import FetchPolicy
+from harvester.crawl.discovery import Discovery
+from harvester.crawl.fetcher import FetchResult
+from harvester.crawl.frontier import Claimed, claim
+from harvester.crawl.hostkey import host_key
+from harvester.crawl.jobcontext import JobContext
+from harvester.crawl.outcome import Outcome
+from harvester.crawl.pagework import work_page
+from harvester.crawl.ratecontrol import DomainRateController
+from harvester.crawl.recorder import OutcomeRecorder
+from harvester.errors import FetchError, FetchSkipped, LeaseLost, Redirected
+from harvester.pipeline.process import Page, Processed
+
+logger = logging.getLogger(__name__)
+
+IDLE_RELEASE_S = 2.0
+"""A host with no work for this long is given back, so its lease is free for whoever has some."""
+_POLL_S = 0.25
+
+
+@dataclass(frozen=True)
+class HostPolicy:
+    """An operator's overrides for a host (`/v1/hosts/{host}`): every job obeys them."""
+
+    max_rps: float | None = None
+    concurrency: int | None = None
+    blocked: bool = False
+
+
+@dataclass
+class Shared:
+    """What every host runner of a worker uses."""
+
+    sessions: sessionmaker[Session]
+    holder: str
+    jobs: Mapping[str, JobContext]
+    recorder: OutcomeRecorder
+    cpu: CpuPool
+    pipeline_slots: asyncio.Semaphore
+    in_catalog: Callable[..., Awaitable[Any]]
+    flush_soon: Callable[[], None]
+
+
+class HostRunner:
+    """Serves one host while this worker holds its lease."""
+
+    def __init__(self, host: str, token: int, shared: Shared, policy: HostPolicy) -> None:
+        self.host = host
+        self.token = token
+        self._shared = shared
+        self.policy = policy
+        self.controller = DomainRateController(1.0)
+        self._fetch = FetchPolicy(host, self.controller, self._same_host)
+        self._discovery = Discovery(self._fetch, self._same_host, self._crawl_delay, self._found)
+        self._queues: dict[str, deque[Claimed]] = {}
+        self._order: deque[str] = deque()  # round-robin between jobs
+        self._delays: dict[str, float] = {}
+        self._job_rate = 1.0
+        self._job_cap = 1
+        self._concurrency = 1
+        self._busy = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._changed = asyncio.Event()
+        self._stopping = False
+        self.lost = False
+        self.fetched = 0
+        self.first_fetch = 0.0
+        self.last_fetch = 0.0
+
+    def _same_host(self, url: str) -> bool:
+        return host_key(url) == self.host
+
+    # ---- lifecycle ---------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop dispatching; in-flight URLs finish and keep their outcomes."""
+        self._stopping = True
+        self._changed.set()
+
+    def lose(self) -> None:
+        """The lease moved: stop fetching now; nothing more is written under it."""
+        self.lost = True
+        self.abandon()
+
+    def abandon(self) -> None:
+        """Stop now, cancelling in-flight URLs (they go back to pending with the lease)."""
+        self.stop()
+        for task in self._tasks:
+            task.cancel()
+
+    def wake(self) -> None:
+        """New URLs may be pending here."""
+        self._changed.set()
+
+    @property
+    def queued(self) -> int:
+        """Claimed URLs not yet dispatched."""
+        return sum(len(q) for q in self._queues.values())
+
+    @property
+    def in_flight(self) -> int:
+        """URLs being fetched or in the pipeline."""
+        return len(self._tasks)
+
+    async def run(self) -> None:
+        """Dispatch until idle, stopped or lost; then wait for (or cancel) in-flight work."""
+        idle_since: float | None = None
+        try:
+            while not self._stopping:
+                entry = self._next()
+                if entry is None:
+                    if await self._refill():
+                        idle_since = None
+                        continue
+                    if not self._tasks:
+                        idle_since = idle_since or time.monotonic()
+                        if time.monotonic() - idle_since > IDLE_RELEASE_S:
+                            return
+                    await self._wait()
+                    continue
+                idle_since = None
+                while self._busy >= self._concurrency and not self._stopping:
+                    await self._wait()
+                job = self._shared.jobs.get(entry.job_id)
+                if job is None or self._stopping:
+                    continue  # the job ended (cancelled): its URL stays claimed, unneeded
+                self._busy += 1
+                self._spawn(self._crawl(job, entry))
+        except LeaseLost:
+            self.lose()
+        finally:
+            if self.lost:
+                for task in self._tasks:
+                    task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _wait(self) -> None:
+        self._changed.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), _POLL_S)
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+
+        def done(t: asyncio.Task[None]) -> None:
+            self._tasks.discard(t)
+            self._changed.set()
+
+        task.add_done_callback(done)
+
+    # ---- scheduling --------------------------------------------------------------------
+
+    def _next(self) -> Claimed | None:
+        for _ in range(len(self._order)):
+            job_id = self._order[0]
+            self._order.rotate(-1)
+            queue = self._queues.get(job_id)
+            if queue:
+                return queue.popleft()
+        return None
+
+    async def _refill(self) -> bool:
+        jobs = {job_id: ctx.ref for job_id, ctx in self._shared.jobs.items()}
+        if not jobs:
+            return False
+        entries: list[Claimed] = await self._shared.in_catalog(
+            claim,
+            self._shared.sessions,
+            self._shared.holder,
+            self.host,
+            self.token,
+            jobs,
+            max(4, 2 * self._concurrency),
+        )
+        for entry in entries:
+            if entry.job_id not in self._queues:
+                self._queues[entry.job_id] = deque()
+                self._order.append(entry.job_id)
+            self._queues[entry.job_id].append(entry)
+        self._retune()
+        return bool(entries)
+
+    def _retune(self) -> None:
+        """The budget of the jobs active here: the lowest rate and concurrency of them all,
+        the operator's policy and Crawl-delay."""
+        jobs = self._shared.jobs
+        active = [jobs[j] for j, queue in self._queues.items() if queue and j in jobs]
+        if active:
+            self._job_rate = min(j.spec.politeness.requests_per_second for j in active)
+            self._job_cap = min(j.spec.politeness.concurrency_per_domain for j in active)
+        rates = [self._job_rate, *(1 / d for d in self._delays.values() if d > 0)]
+        caps = [self._job_cap]
+        if self.policy.max_rps is not None:
+            rates.append(self.policy.max_rps)
+        if self.policy.concurrency is not None:
+            caps.append(self.policy.concurrency)
+        self.controller.set_ceiling(min(rates))
+        self._concurrency = min(caps)
+
+    def set_policy(self, policy: HostPolicy) -> None:
+        """The operator changed the host's policy: it applies from the next request."""
+        if policy != self.policy:
+            self.policy = policy
+            self._retune()
+
+    def _crawl_delay(self, agent: str, delay: float | None) -> None:
+        if delay:
+            self._delays[agent] = delay
+            self._retune()
+
+    def _found(self, job: JobContext, urls: list[str], depth: int = 1) -> None:
+        """URLs discovered here (links, sitemaps, redirects) go to the job's frontier with the
+        outcome that found them."""
+        counters: Counter[str] = Counter()
+        rows = job.admission.admit(((u, depth) for u in urls), counters)
+        recorder, max_pages = self._shared.recorder, job.spec.limits.max_pages
+        recorder.discovered(job.job_id, max_pages, rows)
+        for name, amount in counters.items():
+            recorder.count(job.job_id, max_pages, name, amount)
+
+    # ---- one URL -----------------------------------------------------------------------
+
+    async def _crawl(self, job: JobContext, entry: Claimed) -> None:
+        outcome = Outcome(entry.id, self.host)
+        result = None
+        try:
+            result = await self._fetch_entry(job, entry, outcome)
+        except Exception as exc:  # a bug must cost one URL, never the host
+            logger.exception("internal error", extra={"job_id": job.job_id, "url": entry.url})
+            outcome.finish("failed", f"internal/{type(exc).__name__}")
+        finally:
+            self._busy -= 1
+            self._changed.set()
+        recorder, max_pages = self._shared.recorder, job.spec.limits.max_pages
+        if result is None:
+            recorder.record(job.job_id, max_pages, outcome)
+            return
+        self.fetched += 1
+        self.last_fetch = time.monotonic()
+        self.first_fetch = self.first_fetch or self.last_fetch
+        await self._process(job, entry, outcome, result)
+
+    async def _fetch_entry(
+        self, job: JobContext, entry: Claimed, outcome: Outcome
+    ) -> FetchResult | None:
+        """The fetch of one URL; None when its outcome is already final (skip or failure)."""
+        outcome.robots = await self._discovery.decision(job, entry.url, outcome.counters)
+        if outcome.robots not in ("allowed", "ignored"):
+            outcome.finish("skipped", f"robots/{outcome.robots}")
+            return None
+        headers = {}
+        if entry.etag:
+            headers["If-None-Match"] = entry.etag
+        if entry.last_modified:
+            headers["If-Modified-Since"] = entry.last_modified
+        try:
+            result = await self._fetch.fetch(job, entry.url, headers, outcome)
+        except Redirected as exc:
+            self._found(job, [exc.target], entry.depth)
+            outcome.finish("skipped", exc.reason, exc.status)
+            return None
+        except FetchSkipped as exc:
+            outcome.finish("skipped", exc.reason, exc.status)
+            return None
+        except FetchError as exc:
+            outcome.finish("failed", exc.reason, exc.status)
+            return None
+        outcome.status = result.status
+        outcome.proxy = result.proxy
+        outcome.final_url = result.final_url
+        outcome.content_type = result.content_type
+        outcome.fetched_at = result.fetched_at
+        outcome.etag = result.etag or entry.etag
+        outcome.last_modified = result.last_modified or entry.last_modified
+        if result.not_modified:
+            outcome.finish("not-modified", status=result.status)
+            return None
+        outcome.bytes = len(result.body)
+        return result
+
+    async def _process(
+        self, job: JobContext, entry: Claimed, outcome: Outcome, result: FetchResult
+    ) -> None:
+        """The pipeline in the CPU pool, then the page and its links to the recorder."""
+        page = Page(
+            url=entry.url,
+            domain=entry.domain,
+            html=result.text,
+            raw_sha256=hashlib.sha256(result.body).hexdigest(),
+            fetched_at=result.fetched_at,
+        )
+        follow = result.final_url if entry.depth < job.spec.scope.max_depth else None
+        links: list[str] = []
+        async with self._shared.pipeline_slots:
+            try:
+                processed, links = await self._shared.cpu.run(
+                    work_page, page, job.spec.pipeline, follow
+                )
+            except Exception as exc:  # a broken page or worker costs this page only
+                logger.exception("pipeline failed", extra={"job_id": job.job_id, "url": entry.url})
+                processed = Processed(None, None, f"pipeline/{type(exc).__name__}")
+                outcome.counters[f"pipeline/error/{type(exc).__name__}"] += 1
+        outcome.counters.update(processed.counters)
+        outcome.dropped = processed.dropped
+        outcome.finish("fetched", status=result.status)
+        recorder, max_pages = self._shared.recorder, job.spec.limits.max_pages
+        if links:
+            self._found(job, links, entry.depth + 1)
+        if recorder.stage(job.job_id, max_pages, outcome, result, entry.depth, processed):
+            self._shared.flush_soon()
