@@ -41,6 +41,7 @@ logger = logging.getLogger(__name__)
 IDLE_RELEASE_S = 2.0
 """A host with no work for this long is given back, so its lease is free for whoever has some."""
 _POLL_S = 0.25
+ACTIVE_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,7 @@ class HostRunner:
         self._queues: dict[str, deque[Claimed]] = {}
         self._order: deque[str] = deque()  # round-robin between jobs
         self._delays: dict[str, float] = {}
+        self._seen: dict[str, float] = {}  # job → when it last had URLs queued here
         self._job_rate = 1.0
         self._job_cap = 1
         self._concurrency = 1
@@ -210,8 +212,13 @@ class HostRunner:
     def _retune(self) -> None:
         """The budget of the jobs active here: the lowest rate and concurrency of them all,
         the operator's policy and Crawl-delay."""
-        jobs = self._shared.jobs
-        active = [jobs[j] for j, queue in self._queues.items() if queue and j in jobs]
+        jobs, now = self._shared.jobs, time.monotonic()
+        for job_id, queue in self._queues.items():
+            if queue:
+                self._seen[job_id] = now
+        # A job stays active a while after its last URL here: its next links may be in the
+        # pipeline, and the host must not speed up to the faster job's rate meanwhile.
+        active = [jobs[j] for j, t in self._seen.items() if now - t < ACTIVE_S and j in jobs]
         if active:
             self._job_rate = min(j.spec.politeness.requests_per_second for j in active)
             self._job_cap = min(j.spec.politeness.concurrency_per_domain for j in active)

@@ -1,40 +1,43 @@
-"""Worker processes: a SIGKILLed worker's job is resumed by the next one; two workers on
-PostgreSQL never run the same job."""
+"""Worker processes sharing hosts: one budget per host across jobs and workers, take-over of a
+SIGKILLed worker's hosts, fencing of a worker that stalled (SIGSTOP), clean SIGTERM, and many
+jobs in one `harvester serve`.
+
+Each worker binds its outgoing connections to its own loopback address
+(`HARVESTER_SOURCE_ADDRESS`), so the sites' request logs tell which worker sent what; each job
+has its own user agent, so they also tell which job."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
+import pyarrow.parquet as pq
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from harvester.catalog.db import make_engine, migrate
-from harvester.catalog.models import FrontierEntry, Job
+from harvester.catalog.models import FrontierEntry, Job, StagingPart, WorkerRecord
 from harvester.jobs import create_job
 from harvester.spec import parse_spec
-from tests.conftest import postgres_schema_url
-from tests.webtest import SiteServer, SiteState, start
+from harvester.store.blob import BlobStore
+from harvester.store.snapshots import Snapshots
+from tests.conftest import free_port, postgres_schema_url
+from tests.webtest import Hit, SiteServer, SiteState, start
 
 HARVESTER = str(Path(sys.executable).with_name("harvester"))
-
-
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    yield from postgres_schema_url()
-
-
-@pytest.fixture
-def catalog_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path}/h.db"
+ADMIN = "hv_test-admin-key"
+LEASE_S = 3.0
 
 
 def _catalog(url: str) -> Iterator[sessionmaker[Session]]:
@@ -44,34 +47,283 @@ def _catalog(url: str) -> Iterator[sessionmaker[Session]]:
     engine.dispose()
 
 
-def _worker(database: str, store: Path, log: Path | None = None) -> subprocess.Popen[bytes]:
+@dataclass
+class Cluster:
+    """Worker processes (and optionally an API) on one catalog and store."""
+
+    database: str
+    store: Path
+    logs: Path
+    sessions: sessionmaker[Session]
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    api: str | None = None
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    def env(self, source: str | None = None) -> dict[str, str]:
+        env = {
+            **os.environ,
+            "HARVESTER_DATABASE_URL": self.database,
+            "HARVESTER_STORAGE_URL": str(self.store),
+            "HARVESTER_ALLOW_PRIVATE_NETWORKS": "true",
+            "HARVESTER_HOST_LEASE_S": str(LEASE_S),
+            "HARVESTER_API_KEY": ADMIN,
+            "HARVESTER_LOG_FORMAT": "text",
+        }
+        if source:
+            env["HARVESTER_SOURCE_ADDRESS"] = source
+        return env
+
+    def start_worker(self, n: int) -> subprocess.Popen[bytes]:
+        with (self.logs / f"worker-{n}.log").open("ab") as out:
+            proc = subprocess.Popen(
+                [HARVESTER, "worker"], env=self.env(f"127.0.1.{n}"), stdout=out, stderr=out
+            )
+        self.workers.append(proc)
+        self.procs.append(proc)
+        return proc
+
+    def wait_workers(self, count: int) -> None:
+        """Until `count` workers have a live heartbeat row."""
+        deadline = time.monotonic() + 60
+        while True:
+            with self.sessions() as session:
+                alive = session.scalar(select(func.count()).select_from(WorkerRecord))
+            if alive == count:
+                return
+            assert time.monotonic() < deadline, f"{alive} workers of {count} started"
+            time.sleep(0.1)
+
+    def start_api(self) -> None:
+        port = free_port("127.0.0.1")
+        with (self.logs / "api.log").open("ab") as out:
+            proc = subprocess.Popen(
+                [HARVESTER, "api", "--port", str(port)], env=self.env(), stdout=out, stderr=out
+            )
+        self.procs.append(proc)
+        self.api = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(self.api + "/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "api did not start"
+            time.sleep(0.1)
+
+    def submit(self, spec: dict[str, Any]) -> str:
+        assert self.api is not None
+        answer = httpx.post(
+            self.api + "/v1/jobs", json=spec, headers={"Authorization": f"Bearer {ADMIN}"}
+        )
+        assert answer.status_code == 201, answer.text
+        return str(answer.json()["id"])
+
+    def job(self, job_id: str) -> Job:
+        with self.sessions() as session:
+            job = session.get(Job, job_id)
+            assert job is not None
+            return job
+
+    def wait(self, job_id: str, seconds: float = 180) -> Job:
+        deadline = time.monotonic() + seconds
+        while (job := self.job(job_id)).state not in ("succeeded", "failed", "cancelled"):
+            assert time.monotonic() < deadline, f"job stuck in {job.state}: {self.tail()}"
+            time.sleep(0.2)
+        return job
+
+    def fetched(self, job_id: str) -> int:
+        return int((self.job(job_id).stats or {}).get("fetch/outcome/fetched", 0))
+
+    def tail(self) -> str:
+        return "\n".join(p.name + ":\n" + p.read_text()[-3000:] for p in self.logs.glob("*.log"))
+
+    def close(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGCONT)
+                proc.terminate()
+        for proc in self.procs:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    yield from postgres_schema_url()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, postgres_url: str) -> Iterator[Cluster]:
+    catalogs = _catalog(postgres_url)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    c = Cluster(postgres_url, tmp_path / "store", logs, next(catalogs))
+    yield c
+    c.close()
+    next(catalogs, None)
+
+
+@pytest.fixture
+def web() -> Iterator[list[SiteServer]]:
+    """Six hosts: two shared by both jobs, two of each job's own."""
+    servers = [start(SiteServer(f"127.0.2.{i}", SiteState(pages=20))) for i in range(1, 7)]
+    yield servers  # type: ignore[misc]
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+SLOW, FAST = 4.0, 10.0
+
+
+def _two_jobs(web: list[SiteServer]) -> tuple[dict[str, Any], dict[str, Any]]:
+    shared, own_a, own_b = web[:2], web[2:4], web[4:]
+
+    def spec(name: str, rate: float, sites: list[SiteServer]) -> dict[str, Any]:
+        return {
+            "dataset": name,
+            "seeds": [s.origin + "/" for s in sites],
+            "politeness": {
+                "requests_per_second": rate,
+                "concurrency_per_domain": 2,
+                "user_agent": f"{name}/1.0",
+            },
+        }
+
+    return spec("slow", SLOW, shared + own_a), spec("fast", FAST, shared + own_b)
+
+
+def _gaps(hits: list[Hit]) -> list[float]:
+    times = sorted(h.t for h in hits)
+    return [b - a for a, b in itertools.pairwise(times)]
+
+
+def _assert_polite_and_exclusive(web: list[SiteServer]) -> None:
+    """Per host, from its own log: every gap ≥ 0.95/r of the slowest job there, and the
+    workers (by source address) took turns, never alternating back and forth."""
+    for i, site in enumerate(web):
+        rate = SLOW if i < 4 else FAST
+        gaps = _gaps(site.state.log)
+        assert gaps and min(gaps) >= 0.95 / rate, (site.origin, min(gaps), 1 / rate)
+        peers = [h.peer for h in sorted(site.state.log, key=lambda h: h.t)]
+        runs = [peer for peer, _ in itertools.groupby(peers)]
+        assert len(runs) == len(set(runs)), f"{site.origin} served by turns {runs}"
+
+
+def _assert_each_url_once(cluster: Cluster, job_ids: list[str]) -> None:
+    """Every URL has one outcome; each job's snapshot has each document once."""
+    with cluster.sessions() as session:
+        states = Counter(
+            session.scalars(select(FrontierEntry.state).where(FrontierEntry.job_id.in_(job_ids)))
+        )
+        assert set(states) == {"done"}, states
+        for job_id in job_ids:
+            parts = session.scalars(
+                select(StagingPart.path).where(StagingPart.job_id == job_id)
+            ).all()
+            staged = pq.read_table([str(cluster.store / p) for p in parts], columns=["url"])
+            urls = staged.column("url").to_pylist()
+            assert len(urls) == len(set(urls)), "a page was committed twice"
+    snapshots = Snapshots(BlobStore.from_url(str(cluster.store)))
+    for name in ("slow", "fast"):
+        documents = snapshots.documents(snapshots.manifest(name), columns=["id", "url"])
+        ids = documents.column("id").to_pylist()
+        assert len(ids) == len(set(ids))
+        # The sites serve the same 20 article texts (the rest is too short): 20 documents.
+        assert len(ids) == 20, (name, len(ids))
+
+
+@pytest.mark.postgres
+def test_three_workers_share_hosts_with_one_budget_per_host(
+    cluster: Cluster, web: list[SiteServer]
+) -> None:
+    for n in (1, 2, 3):
+        cluster.start_worker(n)
+    cluster.start_api()
+    cluster.wait_workers(3)
+    slow, fast = _two_jobs(web)
+    job_ids = [cluster.submit(slow), cluster.submit(fast)]
+    jobs = [cluster.wait(job_id) for job_id in job_ids]
+    assert [j.state for j in jobs] == ["succeeded", "succeeded"], cluster.tail()
+    _assert_polite_and_exclusive(web)
+    _assert_each_url_once(cluster, job_ids)
+    for site in web:  # each job fetched each URL once
+        fetched = Counter((h.headers.get("User-Agent"), h.path) for h in site.state.log)
+        assert max(fetched.values()) == 1, fetched.most_common(3)
+    # the hosts were spread: more than one worker sent requests
+    assert len({h.peer for site in web for h in site.state.log}) >= 2
+
+
+@pytest.mark.postgres
+def test_a_sigkilled_workers_hosts_move_to_the_others(
+    cluster: Cluster, web: list[SiteServer]
+) -> None:
+    victim = cluster.start_worker(1)
+    cluster.start_worker(2)
+    cluster.start_worker(3)
+    cluster.start_api()
+    cluster.wait_workers(3)
+    slow, fast = _two_jobs(web)
+    job_ids = [cluster.submit(slow), cluster.submit(fast)]
+    deadline = time.monotonic() + 60
+    while not any(h.peer == "127.0.1.1" for s in web for h in s.state.log):
+        assert time.monotonic() < deadline, cluster.tail()
+        time.sleep(0.05)
+    time.sleep(1.0)  # mid-crawl
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    killed_at = time.monotonic()
+    jobs = [cluster.wait(job_id) for job_id in job_ids]
+    assert [j.state for j in jobs] == ["succeeded", "succeeded"], cluster.tail()
+    orphaned = [s for s in web if any(h.peer == "127.0.1.1" for h in s.state.log)]
+    assert orphaned
+    for site in orphaned:
+        after = [h for h in site.state.log if h.t > killed_at]
+        assert after and {h.peer for h in after} <= {"127.0.1.2", "127.0.1.3"}
+    _assert_each_url_once(cluster, job_ids)
+
+
+@pytest.mark.postgres
+def test_a_stalled_worker_writes_nothing_under_leases_it_lost(
+    cluster: Cluster, web: list[SiteServer]
+) -> None:
+    stalled = cluster.start_worker(1)
+    cluster.start_worker(2)
+    cluster.start_api()
+    cluster.wait_workers(2)
+    slow, fast = _two_jobs(web)
+    job_ids = [cluster.submit(slow), cluster.submit(fast)]
+    deadline = time.monotonic() + 60
+    while not any(h.peer == "127.0.1.1" for s in web for h in s.state.log):
+        assert time.monotonic() < deadline, cluster.tail()
+        time.sleep(0.05)
+    time.sleep(0.7)
+    stalled.send_signal(signal.SIGSTOP)
+    # Its leases expire, and the other worker (ticking twice a second) takes its hosts over.
+    time.sleep(2 * LEASE_S + 1)
+    assert any(h.t > time.monotonic() - LEASE_S for s in web for h in s.state.log)
+    stalled.send_signal(signal.SIGCONT)
+    jobs = [cluster.wait(job_id) for job_id in job_ids]
+    assert [j.state for j in jobs] == ["succeeded", "succeeded"], cluster.tail()
+    log = (cluster.logs / "worker-1.log").read_text()
+    assert "lost the lease" in log, log[-3000:]
+    _assert_each_url_once(cluster, job_ids)
+
+
+def _sqlite_worker(database: str, store: Path, log: Path) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
         "HARVESTER_DATABASE_URL": database,
         "HARVESTER_STORAGE_URL": str(store),
         "HARVESTER_ALLOW_PRIVATE_NETWORKS": "true",
-        "HARVESTER_WORKER_STALE_S": "3",
+        "HARVESTER_HOST_LEASE_S": str(LEASE_S),
+        "HARVESTER_LOG_FORMAT": "text",
     }
-    if log is None:
-        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-        return subprocess.Popen([HARVESTER, "worker"], env=env, **quiet)
     with log.open("ab") as out:  # the child keeps its own descriptor
         return subprocess.Popen([HARVESTER, "worker"], env=env, stdout=out, stderr=out)
-
-
-def _job(sessions: sessionmaker[Session], job_id: str) -> Job:
-    with sessions() as session:
-        job = session.get(Job, job_id)
-        assert job is not None
-        return job
-
-
-def _wait(sessions: sessionmaker[Session], job_id: str, states: tuple[str, ...]) -> Job:
-    deadline = time.monotonic() + 120
-    while (job := _job(sessions, job_id)).state not in states:
-        assert time.monotonic() < deadline, f"job stuck in {job.state}"
-        time.sleep(0.2)
-    return job
 
 
 def _spec(dataset: str, site: SiteServer, rate: float) -> Any:
@@ -79,29 +331,29 @@ def _spec(dataset: str, site: SiteServer, rate: float) -> Any:
     return parse_spec({"dataset": dataset, "seeds": [site.origin + "/"], "politeness": politeness})
 
 
-def test_a_sigkilled_workers_job_is_resumed_by_the_next_worker(
-    tmp_path: Path, catalog_url: str
-) -> None:
+def test_a_sigkilled_workers_job_is_resumed_by_the_next_worker(tmp_path: Path) -> None:
     site = start(SiteServer("127.0.0.11", SiteState(pages=60, sitemap=False)))
-    catalogs = _catalog(catalog_url)
+    database = f"sqlite:///{tmp_path}/h.db"
+    catalogs = _catalog(database)
     sessions = next(catalogs)
+    cluster = Cluster(database, tmp_path / "store", tmp_path, sessions)
     try:
         job_id = create_job(sessions, _spec("resumed", site, 20))
-        first = _worker(catalog_url, tmp_path / "store")
+        first = _sqlite_worker(database, tmp_path / "store", tmp_path / "first.log")
         deadline = time.monotonic() + 60
-        while (_job(sessions, job_id).stats or {}).get("fetch/outcome/fetched", 0) < 10:
+        while cluster.fetched(job_id) < 10:
             assert time.monotonic() < deadline
             time.sleep(0.1)
         first.send_signal(signal.SIGKILL)
         first.wait()
-        assert _job(sessions, job_id).state == "running"
-        second = _worker(catalog_url, tmp_path / "store")
+        assert cluster.job(job_id).state == "running"
+        second = _sqlite_worker(database, tmp_path / "store", tmp_path / "second.log")
         try:
-            job = _wait(sessions, job_id, ("succeeded", "failed"))
+            job = cluster.wait(job_id)
         finally:
             second.terminate()
             second.wait(30)
-        assert job.state == "succeeded" and job.snapshot_version == 1
+        assert job.state == "succeeded" and job.snapshot_version == 1, cluster.tail()
         with sessions() as session:
             query = select(FrontierEntry.state).where(FrontierEntry.job_id == job_id)
             assert set(session.scalars(query)) == {"done"}
@@ -116,66 +368,39 @@ def test_a_sigkilled_workers_job_is_resumed_by_the_next_worker(
         site.server_close()
 
 
-@pytest.mark.postgres
-def test_two_workers_never_run_the_same_job(tmp_path: Path, postgres_url: str) -> None:
-    sites = [start(SiteServer(f"127.0.0.{12 + i}", SiteState(pages=15))) for i in range(4)]
-    catalogs = _catalog(postgres_url)
-    sessions = next(catalogs)
-    workers = [_worker(postgres_url, tmp_path / "store") for _ in range(2)]
-    try:
-        jobs = [create_job(sessions, _spec(f"d{i}", s, 50)) for i, s in enumerate(sites)]
-        done = [_wait(sessions, job_id, ("succeeded", "failed")) for job_id in jobs]
-        assert [j.state for j in done] == ["succeeded"] * 4
-        for site in sites:
-            pages = Counter(h.path for h in site.state.log if h.path.startswith("/page/"))
-            assert len(pages) == 15 and max(pages.values()) == 1  # no page fetched twice
-    finally:
-        for worker in workers:
-            worker.terminate()
-            worker.wait(30)
-        next(catalogs, None)
-        for site in sites:
-            site.shutdown()
-            site.server_close()
-
-
-def test_sigterm_releases_the_job_and_keeps_every_outcome(tmp_path: Path, catalog_url: str) -> None:
+def test_sigterm_gives_hosts_back_and_keeps_every_outcome(tmp_path: Path) -> None:
     site = start(SiteServer("127.0.0.16", SiteState(pages=80, sitemap=False)))
-    catalogs = _catalog(catalog_url)
+    database = f"sqlite:///{tmp_path}/h.db"
+    catalogs = _catalog(database)
     sessions = next(catalogs)
+    cluster = Cluster(database, tmp_path / "store", tmp_path, sessions)
     try:
         job_id = create_job(sessions, _spec("released", site, 10))
         log = tmp_path / "worker.log"
-        worker = _worker(catalog_url, tmp_path / "store", log)
+        worker = _sqlite_worker(database, tmp_path / "store", log)
         deadline = time.monotonic() + 60
-        while (_job(sessions, job_id).stats or {}).get("fetch/outcome/fetched", 0) < 5:
+        while cluster.fetched(job_id) < 5:
             assert time.monotonic() < deadline
             time.sleep(0.1)
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(30) == 0, log.read_text()
-        job = _job(sessions, job_id)
-        assert job.state == "queued", (job.state, job.error, log.read_text())
-        assert job.snapshot_version is None  # back in the queue, nothing built
-        with sessions() as session:
-            done = session.scalars(
-                select(FrontierEntry.url).where(
-                    FrontierEntry.job_id == job_id, FrontierEntry.state == "done"
-                )
-            ).all()
-        # every page the site answered before the stop has its outcome recorded
-        served = {site.origin + h.path for h in site.state.log if h.path.startswith("/page/")}
+        job = cluster.job(job_id)
+        # The job goes on without an owner: nothing built, nothing claimed, hosts free.
+        assert job.state == "running" and job.snapshot_version is None, log.read_text()
         with sessions() as session:
             rows = session.execute(
-                select(FrontierEntry.url, FrontierEntry.state, FrontierEntry.outcome).where(
-                    FrontierEntry.job_id == job_id
-                )
+                select(FrontierEntry.url, FrontierEntry.state).where(FrontierEntry.job_id == job_id)
             ).all()
-        detail = [r for r in rows if r.url in served - set(done)]
-        important = [ln for ln in log.read_text().splitlines() if "httpx" not in ln]
-        assert len(served) >= 5 and served <= set(done), (detail, important)
-        second = _worker(catalog_url, tmp_path / "store")
+        states = defaultdict(set)
+        for url, state in rows:
+            states[state].add(url)
+        assert "claimed" not in states, states.keys()
+        # every page the site answered before the stop has its outcome recorded
+        served = {site.origin + h.path for h in site.state.log if h.path.startswith("/page/")}
+        assert len(served) >= 5 and served <= states["done"]
+        second = _sqlite_worker(database, tmp_path / "store", tmp_path / "second.log")
         try:
-            assert _wait(sessions, job_id, ("succeeded", "failed")).state == "succeeded"
+            assert cluster.wait(job_id).state == "succeeded"
         finally:
             second.terminate()
             second.wait(30)
@@ -183,3 +408,50 @@ def test_sigterm_releases_the_job_and_keeps_every_outcome(tmp_path: Path, catalo
         next(catalogs, None)
         site.shutdown()
         site.server_close()
+
+
+def test_a_slow_job_does_not_delay_another_in_one_serve(tmp_path: Path) -> None:
+    slow_site = start(SiteServer("127.0.0.17", SiteState(pages=20, sitemap=False)))
+    fast_site = start(SiteServer("127.0.0.18", SiteState(pages=20, sitemap=False)))
+    database = f"sqlite:///{tmp_path}/h.db"
+    catalogs = _catalog(database)
+    cluster = Cluster(database, tmp_path / "store", tmp_path, next(catalogs))
+    port = free_port("127.0.0.1")
+    with (tmp_path / "serve.log").open("ab") as out:
+        serve = subprocess.Popen(
+            [HARVESTER, "serve", "--port", str(port)], env=cluster.env(), stdout=out, stderr=out
+        )
+    cluster.procs.append(serve)
+    cluster.api = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(cluster.api + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, cluster.tail()
+            time.sleep(0.1)
+        polite = {"requests_per_second": 1.0}
+        slow = cluster.submit(
+            {"dataset": "slow", "seeds": [slow_site.origin + "/"], "politeness": polite}
+        )
+        fast = cluster.submit(
+            {
+                "dataset": "fast",
+                "seeds": [fast_site.origin + "/"],
+                "politeness": {"requests_per_second": 20.0},
+            }
+        )
+        assert cluster.wait(fast).state == "succeeded", cluster.tail()
+        # The slow job (about 25 s at 1 request/s) is still crawling when the fast one is done.
+        slow_job = cluster.job(slow)
+        assert slow_job.state == "running"
+        assert cluster.fetched(slow) < 20
+    finally:
+        cluster.close()
+        next(catalogs, None)
+        for site in (slow_site, fast_site):
+            site.shutdown()
+            site.server_close()
