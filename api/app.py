@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api import errors
 from api.deps import Services
-from api.routes import datasets, health, jobs, keys, proxy_pools, schedules
+from api.routes import datasets, health, hosts, jobs, keys, proxy_pools, schedules
 from api.schemas import ERROR_RESPONSES
 from harvester.catalog.db import open_catalog
 from harvester.config import Settings
@@ -38,6 +38,6 @@ def create_app(
         worker=worker,
     )
     errors.install(app)
-    for module in (health, jobs, datasets, schedules, proxy_pools, keys):
+    for module in (health, jobs, datasets, schedules, hosts, proxy_pools, keys):
         app.include_router(module.router, responses=ERROR_RESPONSES)
     return app

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 
 def _utc(value: Any) -> Any:
@@ -169,6 +169,36 @@ class ProxyPoolOut(BaseModel):
     cooldown_s: float
     max_cooldown_s: float
     proxies: list[ProxyOut]
+
+
+class HostIn(BaseModel):
+    """An operator's policy for one host; every job and worker obeys it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_rps: Annotated[float | None, Field(gt=0, le=1000)] = None
+    """Rate ceiling in requests per second for all jobs together (None: the jobs' own)."""
+    concurrency: Annotated[int | None, Field(ge=1, le=256)] = None
+    """Requests in flight at once, for all jobs together."""
+    blocked: bool = False
+    """Never fetch from the host: its URLs end `skipped policy/blocked`."""
+    note: Annotated[str | None, Field(max_length=500)] = None
+    """Why (shown to other operators)."""
+
+
+class HostOut(BaseModel):
+    """A host: its policy, the worker crawling it now, and its pending URLs."""
+
+    host: str
+    max_rps: float | None
+    concurrency: int | None
+    blocked: bool
+    note: str | None
+    policy_updated_at: Time | None
+    holder: str | None
+    """The worker that holds the host's lease now, if any."""
+    pending: int
+    """URLs of any job waiting for this host."""
 
 
 class Health(BaseModel):

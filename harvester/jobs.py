@@ -109,9 +109,7 @@ def start(
         )
         if getattr(moved, "rowcount", 0) != 1:
             return False  # nothing was written
-        inserted, refused = insert_urls(session, job_id, rows, spec.limits.max_pages)
-        counters["frontier/discovered"] += inserted
-        counters["frontier/rejected/max_pages"] += refused
+        insert_urls(session, job_id, rows, spec.limits.max_pages, counters)
         merge_counters(session, job_id, +counters)
     return True
 

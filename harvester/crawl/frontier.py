@@ -123,29 +123,50 @@ def _insert_ignoring_conflicts(session: Session, model: Any) -> Any:
 
 
 def insert_urls(
-    session: Session, job_id: str, rows: Sequence[dict[str, Any]], max_pages: int
-) -> tuple[int, int]:
-    """Insert new frontier rows within the job's page cap (the job row is locked);
-    returns (inserted, refused by the cap). Known URLs are skipped by the unique index."""
+    session: Session,
+    job_id: str,
+    rows: Sequence[dict[str, Any]],
+    max_pages: int,
+    counters: Counter[str],
+) -> None:
+    """Insert new frontier rows within the job's page cap (the job row is locked), counted.
+    Known URLs are skipped by the unique index; URLs of blocked hosts enter as skipped."""
+    blocked = set(
+        session.scalars(
+            select(Host.host).where(Host.blocked, Host.host.in_({r["host"] for r in rows}))
+        )
+    )
+    if blocked:
+        skip = {"state": "done", "outcome": "skipped", "reason": "policy/blocked"}
+        unset = {"outcome": None, "reason": None}  # one shape for every row of the insert
+        rows = [unset | r | (skip if r["host"] in blocked else {}) for r in rows]
     admitted = session.scalar(select(Job.admitted).where(Job.id == job_id).with_for_update())
     room = max_pages - int(admitted or 0)
     inserted, start = 0, 0
     while room > 0 and start < len(rows):
         chunk = list(rows[start : start + room])
         start += len(chunk)
-        ids = session.scalars(
-            _insert_ignoring_conflicts(session, FrontierEntry).returning(FrontierEntry.id),
+        done = session.execute(
+            _insert_ignoring_conflicts(session, FrontierEntry).returning(
+                FrontierEntry.id, FrontierEntry.state
+            ),
             chunk,
         ).all()
-        inserted += len(ids)
-        room -= len(ids)
+        inserted += len(done)
+        room -= len(done)
+        skipped = sum(1 for row in done if row.state == "done")
+        if skipped:
+            counters["fetch/outcome/skipped"] += skipped
+            counters["fetch/skipped/policy/blocked"] += skipped
     if inserted:
         hosts = sorted({row["host"] for row in rows})
         session.execute(_insert_ignoring_conflicts(session, Host), [{"host": h} for h in hosts])
         session.execute(
             update(Job).where(Job.id == job_id).values(admitted=Job.admitted + inserted)
         )
-    return inserted, len(rows) - start
+    counters["frontier/discovered"] += inserted
+    if start < len(rows):
+        counters["frontier/rejected/max_pages"] += len(rows) - start
 
 
 def merge_counters(session: Session, job_id: str, counters: Mapping[str, int]) -> None:
@@ -288,10 +309,7 @@ def commit(
                 )
             )
         if batch.new_rows:
-            inserted, refused = insert_urls(session, job_id, batch.new_rows, max_pages)
-            counters["frontier/discovered"] += inserted
-            if refused:
-                counters["frontier/rejected/max_pages"] += refused
+            insert_urls(session, job_id, batch.new_rows, max_pages, counters)
         if batch.outcomes:
             session.execute(
                 update(FrontierEntry),

@@ -338,3 +338,19 @@ def test_two_scheduler_processes_fire_a_due_run_once(postgres_url: str) -> None:
         runs = session.scalars(select(ScheduleRun.schedule_id)).all()
     engine.dispose()
     assert sorted(fired) == sorted(runs) == ["s0", "s1", "s2"]  # each due run exactly once
+
+
+def test_host_policies_through_the_api(sqlite_service: Service) -> None:
+    with sqlite_service.client() as admin:
+        put = admin.put("/v1/hosts/Example.org", json={"max_rps": 0.5, "note": "asked us"})
+        assert put.status_code == 200, put.text
+        assert put.json()["host"] == "example.org" and put.json()["max_rps"] == 0.5
+        assert admin.get("/v1/hosts/example.org").json()["note"] == "asked us"
+        assert admin.get("/v1/hosts?policy=true").json()["total"] == 1
+        bad = admin.put("/v1/hosts/example.org", json={"max_rps": 0})
+        assert bad.status_code == 422 and "max_rps" in bad.text
+        assert admin.put("/v1/hosts/bad_host!", json={}).status_code == 422
+        assert admin.delete("/v1/hosts/example.org").status_code == 204
+        assert admin.delete("/v1/hosts/example.org").status_code == 404
+    with sqlite_service.client(None) as anonymous:
+        assert anonymous.get("/v1/hosts/example.org").status_code == 401
