@@ -1,22 +1,25 @@
-"""API benchmark: the job and manifest routes under 100 concurrent clients while a crawl runs.
+"""API benchmark, open loop: latency of job, progress and manifest reads at a fixed request
+rate while workers crawl at full speed.
 
-    python bench/api.py [--seconds 30] [--connections 100]
+    python bench/api.py [--seconds 30] [--hosts 40] [--pages-per-host 250]
 
-Starts `harvester serve` (API + worker + scheduler in one process, SQLite + local files) and
-Debian's documentation on three loopback addresses (bench/pipeline.py's sites), builds a small
-snapshot, then measures a full-speed crawl's pages/s over a window twice, in the same run:
-once alone, once while `wrk` (Debian's, installed if missing) drives `GET /v1/jobs/{id}` and
-`GET /v1/datasets/{name}/snapshots/latest` from `--connections` clients. Prints requests/s,
-p50/p90/p99 latency, errors and the crawl's pages/s with and without the load.
-wrk runs on the same two cores, so its own CPU use is part of the measured drop.
+Dashboards and scripts poll at their own pace whatever the server does, so requests are sent
+on a fixed schedule (open loop) and each latency is measured from the moment the request was
+due, not from when a client got round to sending it: a stalled server shows up in full
+(no coordinated omission). Two deployments, each measured in the same run:
+ 1. `harvester api` in its own process and two `harvester worker`s on PostgreSQL, at
+    `--split-rate` (200) requests/s;
+ 2. everything in one `harvester serve` on SQLite, at `--serve-rate` (50) requests/s.
+The crawl is bench/scale.py's generated site, unthrottled. Prints requests sent, errors,
+p50/p90/p99/max latency and the crawl's pages/s during the window.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
-import re
-import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,145 +31,158 @@ import httpx
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from crawl import free_port  # noqa: E402
-from pipeline import DocSites  # noqa: E402
+from scale import address, schema_url  # noqa: E402
 
 KEY = "hv_bench-admin-key"
-WRK_SCRIPT = """
-local paths = {"%s", "%s"}
-local i = 0
-request = function()
-  i = i + 1
-  return wrk.format("GET", paths[(i %% 2) + 1], {["Authorization"] = "Bearer %s"})
-end
-"""
+HARVESTER = str(Path(sys.executable).with_name("harvester"))
+PORT = 18090
 
 
-def ensure_wrk() -> str:
-    path = shutil.which("wrk")
-    if path is None:
-        subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], check=True)
-        path = shutil.which("wrk")
-    assert path is not None
-    return path
+async def open_loop(url: str, paths: list[str], rate: float, seconds: float) -> list[float]:
+    """Latencies (s) of requests sent every 1/rate s, cycling through `paths`; a failed
+    request counts as infinitely slow."""
+    latencies: list[float] = []
+    limits = httpx.Limits(max_connections=1000, max_keepalive_connections=200)
+    headers = {"Authorization": f"Bearer {KEY}"}
+    async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=30) as http:
 
-
-class Service:
-    def __init__(self, work: Path) -> None:
-        self.port = free_port("127.0.0.1")
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {
-            **os.environ,
-            "HARVESTER_DATABASE_URL": f"sqlite:///{work}/h.db",
-            "HARVESTER_STORAGE_URL": str(work / "store"),
-            "HARVESTER_ALLOW_PRIVATE_NETWORKS": "true",
-            "HARVESTER_API_KEY": KEY,
-        }
-        self.proc = subprocess.Popen(
-            [str(Path(sys.executable).with_name("harvester")), "serve", "--port", str(self.port)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        self.http = httpx.Client(
-            base_url=self.url, headers={"Authorization": f"Bearer {KEY}"}, timeout=30
-        )
-        for _ in range(300):
+        async def one(path: str, due: float) -> None:
             try:
-                self.http.get("/healthz")
+                answer = await http.get(path)
+                ok = answer.status_code == 200
+            except httpx.HTTPError:
+                ok = False
+            latencies.append(time.monotonic() - due if ok else float("inf"))
+
+        start = time.monotonic()
+        tasks = []
+        for i in range(int(rate * seconds)):
+            due = start + i / rate
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            tasks.append(asyncio.create_task(one(paths[i % len(paths)], due)))
+        await asyncio.gather(*tasks)
+    return latencies
+
+
+def report(label: str, latencies: list[float], pages_per_s: float) -> None:
+    done = sorted(x for x in latencies if x != float("inf"))
+    errors = len(latencies) - len(done)
+    q = statistics.quantiles(done, n=100) if len(done) > 1 else [0.0] * 99
+    print(
+        f"{label}: {len(latencies)} requests, {errors} errors; latency p50 {q[49] * 1000:.0f} ms, "
+        f"p90 {q[89] * 1000:.0f} ms, p99 {q[98] * 1000:.0f} ms, max {done[-1] * 1000:.0f} ms; "
+        f"crawl {pages_per_s:.0f} pages/s meanwhile",
+        flush=True,
+    )
+
+
+def wait_up(url: str) -> None:
+    for _ in range(600):
+        try:
+            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
                 return
-            except httpx.TransportError:
-                time.sleep(0.1)
-        raise SystemExit("harvester serve did not start")
-
-    def submit(self, dataset: str, seeds: list[str], pages: int) -> str:
-        spec = {
-            "dataset": dataset,
-            "seeds": seeds,
-            "limits": {"max_pages": pages},
-            "scope": {"max_depth": 1000},
-            "politeness": {"requests_per_second": 1000, "concurrency_per_domain": 8},
-        }
-        answer = self.http.post("/v1/jobs", json=spec)
-        answer.raise_for_status()
-        job_id: str = answer.json()["id"]
-        return job_id
-
-    def job(self, job_id: str) -> dict[str, object]:
-        job: dict[str, object] = self.http.get(f"/v1/jobs/{job_id}").json()
-        return job
-
-    def fetched(self, job_id: str) -> int:
-        return int(self.job(job_id)["progress"]["fetched"])  # type: ignore[index]
-
-    def wait(self, job_id: str, states: tuple[str, ...]) -> None:
-        while self.job(job_id)["state"] not in states:
-            time.sleep(0.5)
-
-    def close(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(60)
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit("the API did not start")
 
 
-def crawl_rate(
-    service: Service, job_id: str, seconds: float, during: list[str] | None
-) -> tuple[float, str]:
-    """Pages/s of a running job over `seconds`, optionally while `during` (wrk) runs."""
-    while service.fetched(job_id) < 20:  # past start-up: pool warm, frontier filled
+def measure(url: str, rate: float, seconds: float, seeds: list[str]) -> tuple[list[float], float]:
+    http = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {KEY}"}, timeout=60)
+    small = http.post(
+        "/v1/jobs",
+        json={
+            "dataset": "small",
+            "seeds": seeds[:1],
+            "limits": {"max_pages": 30},
+            "politeness": {"requests_per_second": 1000},
+        },
+    ).json()["id"]
+    while http.get(f"/v1/jobs/{small}").json()["state"] not in ("succeeded", "failed"):
+        time.sleep(0.5)
+    spec = {
+        "dataset": "big",
+        "seeds": seeds,
+        "scope": {"max_depth": 10_000},
+        "politeness": {"requests_per_second": 1000, "concurrency_per_domain": 4},
+        "pipeline": {"quality": {"min_words": 1_000_000}},
+    }
+    job = http.post("/v1/jobs", json=spec).json()["id"]
+
+    def fetched() -> int:
+        return int(http.get(f"/v1/jobs/{job}").json()["progress"]["fetched"])
+
+    while fetched() < 200:  # past start-up
         time.sleep(0.2)
-    load = subprocess.Popen(during, stdout=subprocess.PIPE, text=True) if during else None
-    start, t0 = service.fetched(job_id), time.monotonic()
-    time.sleep(seconds)
-    end, t1 = service.fetched(job_id), time.monotonic()
-    output = load.communicate()[0] if load else ""
-    return (end - start) / (t1 - t0), output
+    paths = [f"/v1/jobs/{job}", "/v1/jobs?state=running", "/v1/datasets/small/snapshots/latest"]
+    before, t0 = fetched(), time.monotonic()
+    latencies = asyncio.run(open_loop(url, paths, rate, seconds))
+    pages = (fetched() - before) / (time.monotonic() - t0)
+    http.post(f"/v1/jobs/{job}/cancel")
+    return latencies, pages
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=30)
-    parser.add_argument("--connections", type=int, default=100)
+    parser.add_argument("--hosts", type=int, default=40)
+    parser.add_argument("--pages-per-host", type=int, default=250)
+    parser.add_argument("--split-rate", type=float, default=200)
+    parser.add_argument("--serve-rate", type=float, default=50)
     args = parser.parse_args()
-    wrk = ensure_wrk()
     work = Path(tempfile.mkdtemp(prefix="harvester-api-"))
-    sites = DocSites(work)
-    service = Service(work)
-    try:
-        small = service.submit("small", sites.seeds, 40)
-        service.wait(small, ("succeeded", "failed"))
-        alone_job = service.submit("alone", sites.seeds, 5000)
-        alone, _ = crawl_rate(service, alone_job, args.seconds, None)
-        service.http.post(f"/v1/jobs/{alone_job}/cancel")
-        service.wait(alone_job, ("cancelled", "succeeded", "failed"))
-
-        loaded_job = service.submit("loaded", sites.seeds, 5000)
-        script = work / "load.lua"
-        script.write_text(
-            WRK_SCRIPT % (f"/v1/jobs/{loaded_job}", "/v1/datasets/small/snapshots/latest", KEY)
-        )
-        command = [wrk, "-t", "2", "-c", str(args.connections), "-d", f"{args.seconds:.0f}s",
-                   "--latency", "-s", str(script), service.url]  # fmt: skip
-        loaded, report = crawl_rate(service, loaded_job, args.seconds, command)
-        service.http.post(f"/v1/jobs/{loaded_job}/cancel")
-    finally:
-        service.close()
-        sites.close()
-        shutil.rmtree(work, ignore_errors=True)
-
-    rps = re.search(r"Requests/sec:\s+([\d.]+)", report)
-    latencies = dict(re.findall(r"^\s+(50|90|99)%\s+(\S+)", report, re.MULTILINE))
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", report)
-    sockets = re.search(r"Socket errors: (.*)", report)
-    print(f"API under {args.connections} clients for {args.seconds:.0f}s while a crawl runs:")
-    rate = float(rps.group(1)) if rps else 0.0
-    print(
-        f"  {rate:.0f} requests/s; latency p50 {latencies.get('50')}, "
-        f"p90 {latencies.get('90')}, p99 {latencies.get('99')}; "
-        f"non-2xx {errors.group(1) if errors else 0}; "
-        f"socket errors {sockets.group(1) if sockets else 'none'}"
+    log = work / "hits.log"
+    site = subprocess.Popen(
+        [
+            sys.executable,
+            str(HERE / "scale.py"),
+            "--serve",
+            "--hosts",
+            str(args.hosts),
+            "--pages-per-host",
+            str(args.pages_per_host),
+            "--port",
+            "18081",
+            "--log",
+            str(log),
+        ]
     )
-    change = (loaded - alone) / alone
-    print(f"crawl pages/s: alone {alone:.1f}, under API load {loaded:.1f} ({change:+.0%})")
+    seeds = [f"http://{address(h)}:18081/" for h in range(args.hosts)]
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        _, database = schema_url()  # a fresh schema; dropped with the bench's database
+        env = {
+            **os.environ,
+            "HARVESTER_DATABASE_URL": database,
+            "HARVESTER_STORAGE_URL": str(work / "store-pg"),
+            "HARVESTER_ALLOW_PRIVATE_NETWORKS": "true",
+            "HARVESTER_API_KEY": KEY,
+        }
+        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+        procs.append(subprocess.Popen([HARVESTER, "api", "--port", str(PORT)], env=env, **quiet))
+        wait_up(f"http://127.0.0.1:{PORT}")
+        procs += [subprocess.Popen([HARVESTER, "worker"], env=env, **quiet) for _ in range(2)]
+        latencies, pages = measure(f"http://127.0.0.1:{PORT}", args.split_rate, args.seconds, seeds)
+        report(f"api apart + 2 workers (PostgreSQL), {args.split_rate:.0f} req/s", latencies, pages)
+        for proc in procs:
+            proc.terminate()
+            proc.wait(60)
+        procs.clear()
+
+        env |= {
+            "HARVESTER_DATABASE_URL": f"sqlite:///{work}/h.db",
+            "HARVESTER_STORAGE_URL": str(work / "store"),
+        }
+        procs.append(subprocess.Popen([HARVESTER, "serve", "--port", str(PORT)], env=env, **quiet))
+        wait_up(f"http://127.0.0.1:{PORT}")
+        latencies, pages = measure(f"http://127.0.0.1:{PORT}", args.serve_rate, args.seconds, seeds)
+        report(f"one serve (SQLite), {args.serve_rate:.0f} req/s", latencies, pages)
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(60)
+        site.terminate()
+        site.wait()
 
 
 if __name__ == "__main__":

@@ -236,16 +236,27 @@ def _assert_each_url_once(cluster: Cluster, job_ids: list[str]) -> None:
         assert len(ids) == 20, (name, len(ids))
 
 
+def _crawl_two_jobs(cluster: Cluster, web: list[SiteServer], workers: int) -> list[str]:
+    """Start `workers` workers and the API, submit both jobs and return once worker 1 (source
+    127.0.1.1) has sent its first request."""
+    for n in range(1, workers + 1):
+        cluster.start_worker(n)
+    cluster.start_api()
+    cluster.wait_workers(workers)
+    slow, fast = _two_jobs(web)
+    job_ids = [cluster.submit(slow), cluster.submit(fast)]
+    deadline = time.monotonic() + 60
+    while not any(h.peer == "127.0.1.1" for s in web for h in s.state.log):
+        assert time.monotonic() < deadline, cluster.tail()
+        time.sleep(0.05)
+    return job_ids
+
+
 @pytest.mark.postgres
 def test_three_workers_share_hosts_with_one_budget_per_host(
     cluster: Cluster, web: list[SiteServer]
 ) -> None:
-    for n in (1, 2, 3):
-        cluster.start_worker(n)
-    cluster.start_api()
-    cluster.wait_workers(3)
-    slow, fast = _two_jobs(web)
-    job_ids = [cluster.submit(slow), cluster.submit(fast)]
+    job_ids = _crawl_two_jobs(cluster, web, 3)
     jobs = [cluster.wait(job_id) for job_id in job_ids]
     assert [j.state for j in jobs] == ["succeeded", "succeeded"], cluster.tail()
     _assert_polite_and_exclusive(web)
@@ -261,17 +272,8 @@ def test_three_workers_share_hosts_with_one_budget_per_host(
 def test_a_sigkilled_workers_hosts_move_to_the_others(
     cluster: Cluster, web: list[SiteServer]
 ) -> None:
-    victim = cluster.start_worker(1)
-    cluster.start_worker(2)
-    cluster.start_worker(3)
-    cluster.start_api()
-    cluster.wait_workers(3)
-    slow, fast = _two_jobs(web)
-    job_ids = [cluster.submit(slow), cluster.submit(fast)]
-    deadline = time.monotonic() + 60
-    while not any(h.peer == "127.0.1.1" for s in web for h in s.state.log):
-        assert time.monotonic() < deadline, cluster.tail()
-        time.sleep(0.05)
+    job_ids = _crawl_two_jobs(cluster, web, 3)
+    victim = cluster.workers[0]
     time.sleep(1.0)  # mid-crawl
     victim.send_signal(signal.SIGKILL)
     victim.wait()
@@ -290,16 +292,8 @@ def test_a_sigkilled_workers_hosts_move_to_the_others(
 def test_a_stalled_worker_writes_nothing_under_leases_it_lost(
     cluster: Cluster, web: list[SiteServer]
 ) -> None:
-    stalled = cluster.start_worker(1)
-    cluster.start_worker(2)
-    cluster.start_api()
-    cluster.wait_workers(2)
-    slow, fast = _two_jobs(web)
-    job_ids = [cluster.submit(slow), cluster.submit(fast)]
-    deadline = time.monotonic() + 60
-    while not any(h.peer == "127.0.1.1" for s in web for h in s.state.log):
-        assert time.monotonic() < deadline, cluster.tail()
-        time.sleep(0.05)
+    job_ids = _crawl_two_jobs(cluster, web, 2)
+    stalled = cluster.workers[0]
     time.sleep(0.7)
     stalled.send_signal(signal.SIGSTOP)
     # Its leases expire, and the other worker (ticking twice a second) takes its hosts over.
