@@ -64,7 +64,7 @@ def page(host: int, i: int, pages: int) -> bytes:
 
 
 async def serve(hosts: int, pages: int, port: int, log: Path) -> None:
-    out = log.open("a", buffering=1 << 16)
+    out = log.open("a", buffering=1)
 
     def handler(host: int):
         async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -129,6 +129,8 @@ class HeldHost:
     max_rps: float | None
     concurrency: int | None
     blocked: bool
+    wait_s: float = 0.0
+    """When taken: how long the politeness gap after the previous holder still runs."""
 
 
 _HELD = (Host.host, Host.token, Host.max_rps, Host.concurrency, Host.blocked)
@@ -222,7 +224,7 @@ class HostLeases:
                         token=Host.token + 1,
                         expires_at=db_now(session) + self.ttl_s,
                     )
-                    .returning(*_HELD)
+                    .returning(*_HELD, Host.not_before - db_now(session))
                 ).one_or_none()
                 if row is None:
                     continue  # SQLite: another process took it between select and update
@@ -231,16 +233,26 @@ class HostLeases:
                     .where(FrontierEntry.host == host, FrontierEntry.state == "claimed")
                     .values(state="pending")
                 )
-                taken.append(HeldHost(*row))
+                taken.append(
+                    HeldHost(
+                        row.host,
+                        row.token,
+                        row.max_rps,
+                        row.concurrency,
+                        row.blocked,
+                        wait_s=max(0.0, float(row[-1])),
+                    )
+                )
         return taken
 
-    def release(self, host: str, token: int) -> None:
-        """Give a host back: its claimed-but-unsent URLs return to pending."""
+    def release(self, host: str, token: int, gap_s: float = 0.0) -> None:
+        """Give a host back: its claimed-but-unsent URLs return to pending, and the next holder
+        waits `gap_s` (what is left of the politeness gap after the last request)."""
         with self._sessions.begin() as session:
             result = session.execute(
                 update(Host)
                 .where(Host.host == host, Host.holder == self.holder, Host.token == token)
-                .values(holder=None, expires_at=0.0)
+                .values(holder=None, expires_at=0.0, not_before=db_now(session) + gap_s)
             )
             if getattr(result, "rowcount", 0) == 1:
                 session.execute(

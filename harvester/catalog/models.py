@@ -180,6 +180,9 @@ class Host(Base):
     """Fencing token: grows with every take; writes made under the lease check it."""
     expires_at: Mapped[float] = mapped_column(Float, default=0.0)
     """Catalog-clock epoch seconds; an expired lease may be taken by any worker."""
+    not_before: Mapped[float] = mapped_column(Float, default=0.0)
+    """Catalog-clock epoch seconds before which the next holder sends nothing: the politeness
+    gap after the previous holder's last request carries over a hand-over."""
     max_rps: Mapped[float | None] = mapped_column(Float)
     """Operator's rate ceiling for every job together."""
     concurrency: Mapped[int | None] = mapped_column(Integer)

@@ -40,7 +40,7 @@ logger = logging.getLogger(__name__)
 
 IDLE_RELEASE_S = 2.0
 """A host with no work for this long is given back, so its lease is free for whoever has some."""
-_POLL_S = 0.25
+_POLL_S = 1.0  # a safety net: commits wake the runner of each host they add URLs to
 ACTIVE_S = 10.0
 
 
@@ -70,12 +70,15 @@ class Shared:
 class HostRunner:
     """Serves one host while this worker holds its lease."""
 
-    def __init__(self, host: str, token: int, shared: Shared, policy: HostPolicy) -> None:
+    def __init__(
+        self, host: str, token: int, shared: Shared, policy: HostPolicy, wait_s: float = 0.0
+    ) -> None:
         self.host = host
         self.token = token
         self._shared = shared
         self.policy = policy
         self.controller = DomainRateController(1.0)
+        self.controller.hold_off(wait_s)
         self._fetch = FetchPolicy(host, self.controller, self._same_host)
         self._discovery = Discovery(self._fetch, self._same_host, self._crawl_delay, self._found)
         self._queues: dict[str, deque[Claimed]] = {}
@@ -139,6 +142,8 @@ class HostRunner:
                     if await self._refill():
                         idle_since = None
                         continue
+                    # Out of work here: the links that lead on may be waiting in a buffer.
+                    self._shared.flush_soon()
                     if not self._tasks:
                         idle_since = idle_since or time.monotonic()
                         if time.monotonic() - idle_since > IDLE_RELEASE_S:

@@ -54,6 +54,16 @@ class DomainRateController:
         self.rate = rate if unthrottled else min(self.rate, rate)
         self._limiter = AsyncLimiter(1, 1 / rate)
 
+    def gap_left(self) -> float:
+        """Seconds until the next request may leave (for a hand-over to another holder)."""
+        return max(
+            0.0, self._last_sent + 1 / self.rate - self._clock(), self._paused_until - self._clock()
+        )
+
+    def hold_off(self, seconds: float) -> None:
+        """Send nothing for `seconds` (the previous holder's gap carries over)."""
+        self._paused_until = max(self._paused_until, self._clock() + seconds)
+
     async def wait_turn(self) -> None:
         """Sleep until the adaptive rate and any Retry-After pause would let a request go."""
         while True:

@@ -119,12 +119,16 @@ class OutcomeRecorder:
         """Outcomes not yet committed."""
         return sum(len(b.outcomes) + len(b.staged) for b in self._buffers.values())
 
-    async def flush(self) -> None:
-        """Commit every job's buffer; retries failed writes, never loses a batch it holds."""
+    async def flush(self) -> set[str]:
+        """Commit every job's buffer; retries failed writes, never loses a batch it holds.
+        Returns the hosts of the URLs it added to the frontier."""
         async with self._lock:
             buffers, self._buffers = self._buffers, {}
+            hosts: set[str] = set()
             for job_id, buffer in buffers.items():
+                hosts |= {row["host"] for row in buffer.new_rows}
                 await self._flush_job(job_id, buffer)
+            return hosts
 
     async def _flush_job(self, job_id: str, buffer: _Pending) -> None:
         attempt = 0

@@ -201,7 +201,7 @@ class Worker:
 
     def _serve(self, lease: HeldHost) -> None:
         policy = HostPolicy(lease.max_rps, lease.concurrency)
-        runner = HostRunner(lease.host, lease.token, self._shared, policy)
+        runner = HostRunner(lease.host, lease.token, self._shared, policy, lease.wait_s)
         self._tokens[lease.host] = lease.token
         self.runners[lease.host] = runner
         task = asyncio.create_task(self._run_host(runner))
@@ -215,7 +215,8 @@ class Worker:
             if not runner.lost and self._tokens.get(runner.host) == runner.token:
                 await self.recorder.flush()  # its outcomes first, then the lease
                 try:
-                    await self._in_catalog(self._leases.release, runner.host, runner.token)
+                    gap = runner.controller.gap_left()
+                    await self._in_catalog(self._leases.release, runner.host, runner.token, gap)
                 except SQLAlchemyError as exc:
                     logger.warning("release of %s failed (it will expire): %s", runner.host, exc)
                 self._tokens.pop(runner.host, None)
@@ -347,7 +348,9 @@ class Worker:
                 await asyncio.wait_for(self._flush_now.wait(), FLUSH_S)
             self._flush_now.clear()
             # Shielded: cancelling this loop at shutdown must not abandon a flush halfway.
-            await asyncio.shield(self.recorder.flush())
+            for host in await asyncio.shield(self.recorder.flush()):
+                if (runner := self.runners.get(host)) is not None:
+                    runner.wake()  # it has new URLs to claim
 
     async def _shutdown(self) -> None:
         for runner in self.runners.values():

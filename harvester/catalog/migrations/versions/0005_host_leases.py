@@ -20,6 +20,7 @@ def upgrade() -> None:
         sa.Column("holder", sa.String(length=100), nullable=True),
         sa.Column("token", sa.BigInteger(), nullable=False, server_default="0"),
         sa.Column("expires_at", sa.Float(), nullable=False, server_default="0"),
+        sa.Column("not_before", sa.Float(), nullable=False, server_default="0"),
         sa.Column("max_rps", sa.Float(), nullable=True),
         sa.Column("concurrency", sa.Integer(), nullable=True),
         sa.Column("blocked", sa.Boolean(), nullable=False, server_default=sa.false()),
