@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -15,6 +17,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from urllib.parse import urljoin, urlsplit
 
+import certifi
 import httpcore
 import httpx
 
@@ -74,17 +77,24 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    # Built once: loading the CA bundle costs ~25 ms, and there is a client per host.
+    return ssl.create_default_context(cafile=certifi.where())
+
+
 def _guarded_transport(
     guard: NetworkGuard, http2: bool, limits: httpx.Limits, local_address: str | None
 ) -> httpx.AsyncHTTPTransport:
     transport = httpx.AsyncHTTPTransport(
-        http2=http2, limits=limits, trust_env=False, local_address=local_address
+        verify=_tls(), http2=http2, limits=limits, trust_env=False, local_address=local_address
     )
     # httpx has no public hook for the network backend; swapping the pool is the supported
     # httpcore way to connect only to addresses the guard has judged.
     transport._pool = httpcore.AsyncConnectionPool(
         http1=True,
         http2=http2,
+        ssl_context=_tls(),
         max_connections=limits.max_connections,
         max_keepalive_connections=limits.max_keepalive_connections,
         keepalive_expiry=limits.keepalive_expiry,
@@ -130,15 +140,18 @@ class Fetcher:
             max_connections=limits.global_concurrency,
             max_keepalive_connections=limits.global_concurrency,
         )
-        self._clients: dict[str | None, httpx.AsyncClient] = {}
+        # One client per (route, host): httpcore's pool scans all of its connections for every
+        # request, so one pool for hundreds of hosts costs O(hosts) per request.
+        self._clients: dict[tuple[str | None, str], httpx.AsyncClient] = {}
 
-    def _client(self, proxy: Proxy | None) -> httpx.AsyncClient:
-        key = proxy.url if proxy else None
+    def _client(self, proxy: Proxy | None, url: str) -> httpx.AsyncClient:
+        key = (proxy.url if proxy else None, (urlsplit(url).hostname or "").lower())
         client = self._clients.get(key)
         if client is None:
             transport = (
                 httpx.AsyncHTTPTransport(
                     proxy=proxy.url,
+                    verify=_tls(),
                     http2=self._http2,
                     limits=self._pool_limits,
                     trust_env=False,
@@ -161,6 +174,11 @@ class Fetcher:
         """Close every client."""
         await asyncio.gather(*(c.aclose() for c in self._clients.values()))
         self._clients.clear()
+
+    async def aclose_host(self, host: str) -> None:
+        """Close the connections to one host (its lease was given back)."""
+        keys = [key for key in self._clients if key[1] == host]
+        await asyncio.gather(*(self._clients.pop(key).aclose() for key in keys))
 
     async def fetch(
         self,
@@ -239,7 +257,7 @@ class Fetcher:
     def _send(
         self, url: str, proxy: Proxy | None, headers: dict[str, str], sent: Callable[[], None]
     ) -> _TranslatedStream:
-        return _TranslatedStream(self._client(proxy), url, headers, proxy is not None, sent)
+        return _TranslatedStream(self._client(proxy, url), url, headers, proxy is not None, sent)
 
     async def _result(
         self,

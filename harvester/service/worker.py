@@ -222,6 +222,8 @@ class Worker:
                 self._tokens.pop(runner.host, None)
             if self.runners.get(runner.host) is runner:
                 del self.runners[runner.host]
+            for context in self.jobs.values():
+                await context.fetcher.aclose_host(runner.host)
 
     # ---- jobs --------------------------------------------------------------------------
 

@@ -1,0 +1,94 @@
+"""Host leases and fencing on SQLite and PostgreSQL: tokens grow with every take-over, and a
+write under a lost lease is refused in its own transaction."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from harvester.catalog.leases import HostLeases
+from harvester.catalog.models import FrontierEntry, Host, Job, StagingPart
+from harvester.crawl.frontier import Batch, Fenced, JobRef, claim, commit
+from harvester.jobs import JobState, claim_build, create_job, renew_build, start
+from harvester.spec import parse_spec
+
+SPEC = parse_spec({"dataset": "d", "seeds": ["http://a.test/", "http://b.test/"]})
+
+
+def _expire(sessions: sessionmaker[Session], host: str) -> None:
+    with sessions.begin() as session:
+        session.execute(update(Host).where(Host.host == host).values(expires_at=0.0))
+
+
+def test_a_lost_lease_fences_claims_and_commits(catalog: sessionmaker[Session]) -> None:
+    job_id = create_job(catalog, SPEC)
+    assert start(catalog, job_id, SPEC, [])
+    first, second = HostLeases(catalog, "w1", 30), HostLeases(catalog, "w2", 30)
+    taken = {h.host: h.token for h in first.acquire(10)}
+    assert taken == {"a.test": 1, "b.test": 1}
+    assert second.acquire(10) == []  # both held
+    refs = {job_id: JobRef("d", False)}
+    [entry] = claim(catalog, "w1", "a.test", taken["a.test"], refs, 10)
+
+    _expire(catalog, "a.test")  # w1 stalled past its lease
+    [moved] = second.acquire(10)
+    assert (moved.host, moved.token) == ("a.test", 2)
+    with catalog() as session:  # its in-flight URL went back to pending
+        state = session.scalar(select(FrontierEntry.state).where(FrontierEntry.id == entry.id))
+    assert state == "pending"
+
+    with pytest.raises(Fenced):
+        claim(catalog, "w1", "a.test", taken["a.test"], refs, 10)
+    outcome = {"id": entry.id, "host": "a.test", "state": "done", "outcome": "fetched"}
+    batch = Batch(
+        [outcome], [], ("staging/x.parquet", 1, 10), Counter({"fetch/outcome/fetched": 1})
+    )
+    with pytest.raises(Fenced) as refused:
+        commit(catalog, job_id, "w1", taken, batch, 100)
+    assert refused.value.hosts == {"a.test"}
+    with catalog() as session:  # nothing of the refused transaction was written
+        assert session.scalar(select(StagingPart.id)) is None
+        job = session.get(Job, job_id)
+        assert job is not None and "fetch/outcome/fetched" not in (job.stats or {})
+    held, workers = first.heartbeat(list(taken))
+    assert set(held) == {"b.test"} and workers == 1  # w1 learns it lost a.test
+
+    # the new holder's commit goes through
+    commit(catalog, job_id, "w2", {"a.test": 2}, batch, 100)
+    with catalog() as session:
+        assert session.scalar(select(FrontierEntry.outcome).where(FrontierEntry.id == entry.id))
+
+
+def test_a_release_hands_the_gap_and_the_urls_over(catalog: sessionmaker[Session]) -> None:
+    job_id = create_job(catalog, SPEC)
+    start(catalog, job_id, SPEC, [])
+    first, second = HostLeases(catalog, "w1", 30), HostLeases(catalog, "w2", 30)
+    [held] = first.acquire(1, [job_id])
+    claim(catalog, "w1", held.host, held.token, {job_id: JobRef("d", False)}, 10)
+    first.release(held.host, held.token, gap_s=5.0)
+    [taken] = [h for h in second.acquire(10) if h.host == held.host]
+    assert taken.token == held.token + 1 and 4.0 < taken.wait_s <= 5.0
+    with catalog() as session:
+        states = set(session.scalars(select(FrontierEntry.state)))
+    assert states == {"pending"}
+
+
+def test_one_builder_and_its_token(catalog: sessionmaker[Session]) -> None:
+    job_id = create_job(catalog, SPEC)
+    start(catalog, job_id, SPEC, [])
+    assert claim_build(catalog, job_id, "w1") is None  # URLs are still pending
+    with catalog.begin() as session:
+        session.execute(update(FrontierEntry).values(state="done", outcome="failed"))
+    token = claim_build(catalog, job_id, "w1")
+    assert token == 1
+    assert claim_build(catalog, job_id, "w2") is None  # w1's claim is live
+    with catalog.begin() as session:
+        session.execute(update(Job).values(lease_until=0.0))  # w1 stopped renewing
+    assert claim_build(catalog, job_id, "w2") == 2
+    assert not renew_build(catalog, job_id, "w1", 1)  # fenced
+    assert renew_build(catalog, job_id, "w2", 2)
+    with catalog() as session:
+        assert session.scalar(select(Job.state)) == JobState.BUILDING
