@@ -277,7 +277,13 @@ class HostRunner:
         self.fetched += 1
         self.last_fetch = time.monotonic()
         self.first_fetch = self.first_fetch or self.last_fetch
-        await self._process(job, entry, outcome, result)
+        try:
+            await self._process(job, entry, outcome, result)
+        except Exception as exc:  # a bug must cost one URL, never the host
+            logger.exception("internal error", extra={"job_id": job.job_id, "url": entry.url})
+            failed = Outcome(entry.id, self.host)
+            failed.finish("failed", f"internal/{type(exc).__name__}")
+            recorder.record(job.job_id, max_pages, failed)
 
     async def _fetch_entry(
         self, job: JobContext, entry: Claimed, outcome: Outcome

@@ -23,6 +23,8 @@ class JobContext:
     proxy_pool: ProxyPool | None
     slots: asyncio.Semaphore
     """`limits.global_concurrency`: this job's requests in flight in this worker."""
+    revalidate: bool = False
+    """Send conditional requests: the spec asks for them and the dataset has a snapshot."""
     contacted: set[str] = field(default_factory=set)
     """Origins whose sitemaps this worker already read for the job."""
 
@@ -33,6 +35,8 @@ class JobContext:
         spec: JobSpec,
         guard: NetworkGuard,
         proxy_pool: ProxyPool | None,
+        *,
+        has_snapshot: bool,
         source_address: str | None = None,
     ) -> JobContext:
         """Wire a job's parts from its spec."""
@@ -43,12 +47,13 @@ class JobContext:
             Fetcher(spec.limits, spec.politeness.user_agent, guard, source_address=source_address),
             proxy_pool,
             asyncio.Semaphore(spec.limits.global_concurrency),
+            revalidate=spec.conditional_requests and has_snapshot,
         )
 
     @property
     def ref(self) -> JobRef:
         """What a claim needs to know of the job."""
-        return JobRef(self.spec.dataset, self.spec.conditional_requests)
+        return JobRef(self.spec.dataset, self.revalidate)
 
     async def aclose(self) -> None:
         """Close the job's connections."""

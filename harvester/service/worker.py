@@ -43,6 +43,7 @@ from harvester.jobs import JobState
 from harvester.service.pools import load_pool
 from harvester.spec import JobSpec, parse_spec
 from harvester.store.blob import BlobStore
+from harvester.store.snapshots import Snapshots
 
 logger = logging.getLogger(__name__)
 
@@ -281,14 +282,20 @@ class Worker:
                 return
             pool = self.pools.get(spec.proxy_pool) or ProxyPool(spec.proxy_pool, config)
             self.pools[spec.proxy_pool] = pool
-        self.jobs[job_id] = JobContext.create(
-            job_id, spec, self._guard, pool, self._settings.source_address
-        )
+        self.jobs[job_id] = await asyncio.to_thread(self._context, job_id, spec, pool)
 
     def use(self, job_id: str, spec: JobSpec, pool: ProxyPool | None) -> None:
         """Serve `job_id` with a proxy pool given in code (the CLI's `--proxies` file)."""
-        self.jobs[job_id] = JobContext.create(
-            job_id, spec, self._guard, pool, self._settings.source_address
+        self.jobs[job_id] = self._context(job_id, spec, pool)
+
+    def _context(self, job_id: str, spec: JobSpec, pool: ProxyPool | None) -> JobContext:
+        return JobContext.create(
+            job_id,
+            spec,
+            self._guard,
+            pool,
+            has_snapshot=Snapshots(self._store).latest(spec.dataset) is not None,
+            source_address=self._settings.source_address,
         )
 
     async def _claim_builds(self) -> None:

@@ -109,3 +109,20 @@ def test_robots_status_semantics_follow_rfc9309(
     job_id, _ = crawl(spec, sqlite_catalog, store)
     row = outcomes(sqlite_catalog, job_id)[site.origin + "/page/1"]
     assert (row.outcome, row.reason) == expected
+
+
+def test_a_wall_clock_limit_ends_the_crawl_with_what_it_has(
+    sqlite_catalog: sessionmaker[Session], sites: list[SiteServer], store: BlobStore
+) -> None:
+    site = sites[0]
+    site.state.pages = 60
+    spec = {
+        "dataset": "web",
+        "seeds": [site.origin + "/"],
+        "limits": {"max_duration_s": 1.5},
+        "politeness": {"requests_per_second": 5},
+    }
+    job_id, stats = crawl(spec, sqlite_catalog, store)
+    assert crawled(sqlite_catalog, job_id)
+    assert stats.get("fetch/skipped/limit/duration") > 0
+    assert stats.get("fetch/outcome/fetched") < 60  # 1.5 s at 5 requests/s
