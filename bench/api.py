@@ -23,6 +23,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -31,7 +32,10 @@ import httpx
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from scale import address, schema_url  # noqa: E402
+from scale import ROOT, address, schema_url  # noqa: E402
+
+sys.path.insert(0, str(ROOT))
+from harvester.demo_site import make_demo_server  # noqa: E402
 
 KEY = "hv_bench-admin-key"
 HARVESTER = str(Path(sys.executable).with_name("harvester"))
@@ -87,16 +91,13 @@ def wait_up(url: str) -> None:
     raise SystemExit("the API did not start")
 
 
-def measure(url: str, rate: float, seconds: float, seeds: list[str]) -> tuple[list[float], float]:
+def measure(
+    url: str, rate: float, seconds: float, seeds: list[str], demo: str
+) -> tuple[list[float], float]:
     http = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {KEY}"}, timeout=60)
-    small = http.post(
+    small = http.post(  # a snapshot whose manifest is read: the bundled demo site's
         "/v1/jobs",
-        json={
-            "dataset": "small",
-            "seeds": seeds[:1],
-            "limits": {"max_pages": 30},
-            "politeness": {"requests_per_second": 1000},
-        },
+        json={"dataset": "small", "seeds": [demo], "politeness": {"requests_per_second": 1000}},
     ).json()["id"]
     while http.get(f"/v1/jobs/{small}").json()["state"] not in ("succeeded", "failed"):
         time.sleep(0.5)
@@ -148,6 +149,9 @@ def main() -> None:
         ]
     )
     seeds = [f"http://{address(h)}:18081/" for h in range(args.hosts)]
+    demo_site = make_demo_server("127.0.0.9", 0)
+    threading.Thread(target=demo_site.serve_forever, daemon=True).start()
+    demo = f"http://127.0.0.9:{demo_site.server_address[1]}/"
     procs: list[subprocess.Popen[bytes]] = []
     try:
         _, database = schema_url()  # a fresh schema; dropped with the bench's database
@@ -162,7 +166,9 @@ def main() -> None:
         procs.append(subprocess.Popen([HARVESTER, "api", "--port", str(PORT)], env=env, **quiet))
         wait_up(f"http://127.0.0.1:{PORT}")
         procs += [subprocess.Popen([HARVESTER, "worker"], env=env, **quiet) for _ in range(2)]
-        latencies, pages = measure(f"http://127.0.0.1:{PORT}", args.split_rate, args.seconds, seeds)
+        latencies, pages = measure(
+            f"http://127.0.0.1:{PORT}", args.split_rate, args.seconds, seeds, demo
+        )
         report(f"api apart + 2 workers (PostgreSQL), {args.split_rate:.0f} req/s", latencies, pages)
         for proc in procs:
             proc.terminate()
@@ -175,7 +181,9 @@ def main() -> None:
         }
         procs.append(subprocess.Popen([HARVESTER, "serve", "--port", str(PORT)], env=env, **quiet))
         wait_up(f"http://127.0.0.1:{PORT}")
-        latencies, pages = measure(f"http://127.0.0.1:{PORT}", args.serve_rate, args.seconds, seeds)
+        latencies, pages = measure(
+            f"http://127.0.0.1:{PORT}", args.serve_rate, args.seconds, seeds, demo
+        )
         report(f"one serve (SQLite), {args.serve_rate:.0f} req/s", latencies, pages)
     finally:
         for proc in procs:

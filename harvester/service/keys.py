@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Literal
@@ -15,6 +16,11 @@ from harvester.catalog.models import ApiKey
 
 Scope = Literal["read", "admin"]
 _PREFIX = "hv_"
+CACHE_S = 5.0
+"""How long a key's scope is remembered: every request needs it, and a catalog round trip
+per request caps what the API can serve. A revocation through this process applies at once;
+other API processes see it within this time."""
+_cache: dict[str, tuple[Scope | None, float]] = {}
 
 
 def _digest(key: str) -> str:
@@ -23,6 +29,7 @@ def _digest(key: str) -> str:
 
 def create_key(sessions: sessionmaker[Session], name: str, scope: Scope) -> tuple[str, str]:
     """A new key: returns (id, the key itself — shown once, never stored)."""
+    _cache.clear()
     key = _PREFIX + secrets.token_urlsafe(32)
     key_id = str(uuid.uuid4())
     with sessions.begin() as session:
@@ -40,6 +47,7 @@ def create_key(sessions: sessionmaker[Session], name: str, scope: Scope) -> tupl
 
 def register_key(sessions: sessionmaker[Session], key: str, name: str, scope: Scope) -> None:
     """Make a key chosen by the operator (HARVESTER_API_KEY) valid, idempotently."""
+    _cache.clear()
     digest = _digest(key)
     with sessions.begin() as session:
         if session.scalar(select(ApiKey.id).where(ApiKey.key_hash == digest)) is None:
@@ -56,11 +64,29 @@ def register_key(sessions: sessionmaker[Session], key: str, name: str, scope: Sc
 
 def scope_of(sessions: sessionmaker[Session], key: str) -> Scope | None:
     """The scope of a valid, unrevoked key, or None."""
+    digest, now = _digest(key), time.monotonic()
+    cached = _cache.get(digest)
+    if cached is not None and cached[1] > now:
+        return cached[0]
     with sessions() as session:
-        row = session.scalar(
-            select(ApiKey.scope).where(ApiKey.key_hash == _digest(key), ApiKey.revoked_at.is_(None))
+        scope: Scope | None = session.scalar(
+            select(ApiKey.scope).where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))
         )
-    return row  # type: ignore[return-value]
+    if len(_cache) > 10_000:  # bounded, also against floods of wrong keys
+        _cache.clear()
+    _cache[digest] = (scope, now + CACHE_S)
+    return scope
+
+
+def revoke_key(sessions: sessionmaker[Session], key_id: str) -> bool:
+    """Revoke a key; False if there is no active key with this id."""
+    with sessions.begin() as session:
+        row = session.get(ApiKey, key_id)
+        if row is None or row.revoked_at is not None:
+            return False
+        row.revoked_at = datetime.now(UTC)
+    _cache.clear()
+    return True
 
 
 def count_keys(sessions: sessionmaker[Session]) -> int:
