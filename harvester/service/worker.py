@@ -215,12 +215,13 @@ class Worker:
         finally:
             if not runner.lost and self._tokens.get(runner.host) == runner.token:
                 await self.recorder.flush()  # its outcomes first, then the lease
-                try:
+                # Forgotten before the release, so the heartbeat never mistakes it for lost.
+                if self._tokens.pop(runner.host, None) == runner.token:
                     gap = runner.controller.gap_left()
-                    await self._in_catalog(self._leases.release, runner.host, runner.token, gap)
-                except SQLAlchemyError as exc:
-                    logger.warning("release of %s failed (it will expire): %s", runner.host, exc)
-                self._tokens.pop(runner.host, None)
+                    try:
+                        await self._in_catalog(self._leases.release, runner.host, runner.token, gap)
+                    except SQLAlchemyError as exc:
+                        logger.warning("release of %s failed (it expires): %s", runner.host, exc)
             if self.runners.get(runner.host) is runner:
                 del self.runners[runner.host]
             for context in self.jobs.values():

@@ -36,6 +36,7 @@ from tests.conftest import free_port, postgres_schema_url
 from tests.webtest import Hit, SiteServer, SiteState, start
 
 HARVESTER = str(Path(sys.executable).with_name("harvester"))
+pytestmark = pytest.mark.usefixtures("prompt_server_timestamps")
 ADMIN = "hv_test-admin-key"
 LEASE_S = 3.0
 

@@ -6,6 +6,7 @@ import asyncio
 import itertools
 from collections import Counter
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -19,6 +20,8 @@ from harvester.spec import parse_spec
 from harvester.store.blob import BlobStore
 from tests.conftest import cpu_pool, crawl
 from tests.webtest import SiteServer
+
+pytestmark = pytest.mark.usefixtures("prompt_server_timestamps")
 
 
 def _gaps(site: SiteServer) -> list[float]:

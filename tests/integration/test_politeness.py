@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import sys
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
@@ -13,16 +11,7 @@ from harvester.store.blob import BlobStore
 from tests.conftest import crawl
 from tests.webtest import SiteServer
 
-
-@pytest.fixture(autouse=True)
-def _prompt_server_timestamps() -> Iterator[None]:
-    # The test sites run as threads of this process, so a request's arrival is stamped only
-    # once the thread gets the GIL; the default 5 ms switch interval would let that stamp lag
-    # by more than the 5% tolerance at 20 requests/s. A short interval keeps stamps honest.
-    previous = sys.getswitchinterval()
-    sys.setswitchinterval(0.0002)
-    yield
-    sys.setswitchinterval(previous)
+pytestmark = pytest.mark.usefixtures("prompt_server_timestamps")
 
 
 def gaps(site: SiteServer) -> list[float]:
