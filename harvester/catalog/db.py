@@ -25,6 +25,19 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.close()
 
 
+IDLE_IN_TRANSACTION_MS = 5000
+
+
+def _postgres_settings(dbapi_conn: Any, _record: Any) -> None:
+    # Catalog transactions last milliseconds. One left idle this long belongs to a stalled
+    # process (SIGSTOP, a GC pause, a lost network): the server ends it, so the row locks it
+    # holds (a host, a job's counters) cannot stop every other worker.
+    cursor = dbapi_conn.cursor()
+    cursor.execute(f"SET idle_in_transaction_session_timeout = {IDLE_IN_TRANSACTION_MS}")
+    cursor.close()
+    dbapi_conn.commit()
+
+
 def make_engine(database_url: str) -> Engine:
     """Create an engine; SQLite files get their directory and pragmas, PostgreSQL uses psycopg 3."""
     url = make_url(database_url)
@@ -36,7 +49,9 @@ def make_engine(database_url: str) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url, pool_pre_ping=True)
+    event.listen(engine, "connect", _postgres_settings)
+    return engine
 
 
 def migrate(engine: Engine) -> None:

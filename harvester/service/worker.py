@@ -124,6 +124,7 @@ class Worker:
     async def run(self) -> None:
         """Tick until stopped (or `stop_when()`), then shut down cleanly."""
         flusher = asyncio.create_task(self._flush_loop())
+        logger.info("worker %s started", self.name, extra={"worker": self.name})
         try:
             while not self._stopping.is_set():
                 await self._tick()
