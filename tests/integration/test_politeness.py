@@ -22,7 +22,7 @@ def gaps(site: SiteServer) -> list[float]:
 def test_requests_to_a_domain_are_never_closer_than_one_over_rate(
     sqlite_catalog: sessionmaker[Session], sites: list[SiteServer], store: BlobStore
 ) -> None:
-    rate = 20.0
+    rate = 5.0
     spec = {
         "dataset": "web",
         "seeds": [s.origin + "/" for s in sites],
@@ -33,9 +33,9 @@ def test_requests_to_a_domain_are_never_closer_than_one_over_rate(
         spaced = sorted(gaps(site))
         assert len(spaced) > 20
         # The controller spaces sends by 1/rate from the moment each request left; the site,
-        # a thread of this busy process, stamps arrivals a few ms late at times, which can
-        # shorten one measured gap. So: the typical gap is the full interval, and no gap is
-        # short by more than that stamping jitter.
+        # a thread of this busy process, stamps arrivals up to ~10 ms late on a loaded
+        # machine, which can shorten one measured gap. So: the typical gap is the full
+        # interval, and no gap is short by more than that stamping jitter (10% of 200 ms).
         assert spaced[len(spaced) // 10] >= 0.99 / rate
         assert spaced[0] >= 0.9 / rate
 
