@@ -32,7 +32,7 @@ import httpx
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from scale import ROOT, address, schema_url  # noqa: E402
+from scale import ROOT, address, schema_url, start_site  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
 from harvester.demo_site import make_demo_server  # noqa: E402
@@ -133,21 +133,7 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="harvester-api-"))
     log = work / "hits.log"
-    site = subprocess.Popen(
-        [
-            sys.executable,
-            str(HERE / "scale.py"),
-            "--serve",
-            "--hosts",
-            str(args.hosts),
-            "--pages-per-host",
-            str(args.pages_per_host),
-            "--port",
-            "18081",
-            "--log",
-            str(log),
-        ]
-    )
+    site = start_site(args.hosts, args.pages_per_host, 18081, log)
     seeds = [f"http://{address(h)}:18081/" for h in range(args.hosts)]
     demo_site = make_demo_server("127.0.0.9", 0)
     threading.Thread(target=demo_site.serve_forever, daemon=True).start()

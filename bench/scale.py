@@ -233,6 +233,14 @@ def run(
     }
 
 
+def start_site(hosts: int, pages: int, port: int, log: Path) -> subprocess.Popen[bytes]:
+    """The generated site in a process of its own (see `serve`)."""
+    return subprocess.Popen(
+        [sys.executable, __file__, "--serve", "--hosts", str(hosts), "--pages-per-host",
+         str(pages), "--port", str(port), "--log", str(log)]
+    )  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--hosts", type=int, default=200)
@@ -250,21 +258,7 @@ def main() -> None:
     log = work / "hits.log"
     log.touch()
     port = 18080
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            __file__,
-            "--serve",
-            "--hosts",
-            str(args.hosts),
-            "--pages-per-host",
-            str(args.pages_per_host),
-            "--port",
-            str(port),
-            "--log",
-            str(log),
-        ]
-    )
+    server = start_site(args.hosts, args.pages_per_host, port, log)
     time.sleep(2.0)
     print(
         f"site: {args.hosts} hosts x {args.pages_per_host} pages"

@@ -95,11 +95,12 @@ class Cluster:
             assert time.monotonic() < deadline, f"{alive} workers of {count} started"
             time.sleep(0.1)
 
-    def start_api(self) -> None:
+    def start_api(self, role: str = "api") -> None:
+        """`harvester api` (or `serve`), once it answers."""
         port = free_port("127.0.0.1")
-        with (self.logs / "api.log").open("ab") as out:
+        with (self.logs / f"{role}.log").open("ab") as out:
             proc = subprocess.Popen(
-                [HARVESTER, "api", "--port", str(port)], env=self.env(), stdout=out, stderr=out
+                [HARVESTER, role, "--port", str(port)], env=self.env(), stdout=out, stderr=out
             )
         self.procs.append(proc)
         self.api = f"http://127.0.0.1:{port}"
@@ -110,7 +111,7 @@ class Cluster:
                     return
             except httpx.TransportError:
                 pass
-            assert proc.poll() is None and time.monotonic() < deadline, "api did not start"
+            assert proc.poll() is None and time.monotonic() < deadline, self.tail()
             time.sleep(0.1)
 
     def submit(self, spec: dict[str, Any]) -> str:
@@ -421,23 +422,8 @@ def test_a_slow_job_does_not_delay_another_in_one_serve(tmp_path: Path) -> None:
     database = f"sqlite:///{tmp_path}/h.db"
     catalogs = _catalog(database)
     cluster = Cluster(database, tmp_path / "store", tmp_path, next(catalogs))
-    port = free_port("127.0.0.1")
-    with (tmp_path / "serve.log").open("ab") as out:
-        serve = subprocess.Popen(
-            [HARVESTER, "serve", "--port", str(port)], env=cluster.env(), stdout=out, stderr=out
-        )
-    cluster.procs.append(serve)
-    cluster.api = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(cluster.api + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, cluster.tail()
-            time.sleep(0.1)
+        cluster.start_api("serve")
         polite = {"requests_per_second": 1.0}
         slow = cluster.submit(
             {"dataset": "slow", "seeds": [slow_site.origin + "/"], "politeness": polite}
