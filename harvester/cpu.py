@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -36,22 +37,50 @@ def _exit_with_parent(parent: int) -> None:
 
 
 class CpuPool:
-    """Worker processes for extraction and signatures; `run` awaits one call."""
+    """Worker processes for extraction and signatures; `run` awaits one call.
+
+    A worker that dies (the OOM killer, a crash in a C extension) breaks the whole executor;
+    the pool replaces it and retries the call once, so one bad page costs that page only.
+    """
 
     def __init__(self, workers: int | None = None) -> None:
         self.workers = workers or os.cpu_count() or 1
+        self._lock = threading.Lock()
+        self._executor = self._start()
+        self.replaced = 0
+        """How many times a broken executor was replaced."""
+
+    def _start(self) -> ProcessPoolExecutor:
         # spawn: forking a process that runs threads (catalog, event loop) is unsafe.
-        self._executor = ProcessPoolExecutor(
+        return ProcessPoolExecutor(
             self.workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_init_worker,
             initargs=(os.getpid(),),
         )
 
+    def _replace(self, broken: ProcessPoolExecutor) -> None:
+        with self._lock:
+            if self._executor is broken:  # the first caller to see it broken replaces it
+                self._executor = self._start()
+                self.replaced += 1
+                broken.shutdown(wait=False, cancel_futures=True)
+
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run `fn(*args)` in a worker process."""
+        """Run `fn(*args)` in a worker process; retried once on a fresh pool if the pool broke
+        (then `BrokenProcessPool` is raised: the call itself is what kills workers)."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, fn, *args)
+        executor = self._executor
+        try:
+            return await loop.run_in_executor(executor, fn, *args)
+        except BrokenProcessPool:
+            self._replace(executor)
+        executor = self._executor
+        try:
+            return await loop.run_in_executor(executor, fn, *args)
+        except BrokenProcessPool:
+            self._replace(executor)
+            raise
 
     def warm(self) -> None:
         """Start every worker now (each imports the pipeline and loads the language model)
