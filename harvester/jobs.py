@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import exists, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.elements import ColumnElement
 
 from harvester.catalog.clock import db_now
 from harvester.catalog.leases import dataset_lease
@@ -114,33 +115,43 @@ def start(
     return True
 
 
+def _ready_to_build(session: Session) -> ColumnElement[bool]:
+    """A job whose build may be claimed: crawled (no URL pending or claimed), or building
+    under a claim its builder stopped renewing."""
+    crawled = ~exists(
+        select(FrontierEntry.id).where(
+            FrontierEntry.job_id == Job.id, FrontierEntry.state != "done"
+        )
+    )
+    return Job.cancel_requested.is_(False) & or_(
+        (Job.state == JobState.RUNNING) & crawled,
+        (Job.state == JobState.BUILDING) & (Job.lease_until < db_now(session)),
+    )
+
+
+def buildable(sessions: sessionmaker[Session], only: Sequence[str] | None = None) -> list[str]:
+    """The jobs whose build a worker may claim now (among `only`, if given)."""
+    with sessions() as session:
+        query = select(Job.id).where(_ready_to_build(session))
+        if only is not None:
+            query = query.where(Job.id.in_(list(only)))
+        return list(session.scalars(query))
+
+
 def claim_build(
     sessions: sessionmaker[Session], job_id: str, worker: str, lease_s: float = BUILD_LEASE_S
 ) -> int | None:
     """Become the job's one builder: running → building once no URL is pending or claimed,
     or take over a build whose builder stopped renewing. Returns the fencing token."""
     with sessions.begin() as session:
-        now = db_now(session)
-        crawled = ~exists(
-            select(FrontierEntry.id).where(
-                FrontierEntry.job_id == job_id, FrontierEntry.state != "done"
-            )
-        )
         return session.scalar(
             update(Job)
-            .where(
-                Job.id == job_id,
-                Job.cancel_requested.is_(False),
-                or_(
-                    (Job.state == JobState.RUNNING) & crawled,
-                    (Job.state == JobState.BUILDING) & (Job.lease_until < now),
-                ),
-            )
+            .where(Job.id == job_id, _ready_to_build(session))
             .values(
                 state=JobState.BUILDING,
                 worker=worker,
                 token=Job.token + 1,
-                lease_until=now + lease_s,
+                lease_until=db_now(session) + lease_s,
                 heartbeat_at=datetime.now(UTC),
             )
             .returning(Job.token)

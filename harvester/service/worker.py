@@ -303,21 +303,12 @@ class Worker:
     async def _claim_builds(self) -> None:
         if not self._builds_enabled:
             return
-        for job_id in await self._in_catalog(self._buildable):
+        for job_id in await self._in_catalog(jobs.buildable, self._sessions, self._only_list()):
             if job_id in self._builds:
                 continue
             token = await self._in_catalog(jobs.claim_build, self._sessions, job_id, self.name)
             if token is not None:
                 self._start_build(job_id, token)
-
-    def _buildable(self) -> list[str]:
-        query = select(Job.id).where(
-            Job.state.in_((JobState.RUNNING, JobState.BUILDING)), Job.cancel_requested.is_(False)
-        )
-        if self._only is not None:
-            query = query.where(Job.id.in_(sorted(self._only)))
-        with self._sessions() as session:
-            return list(session.scalars(query))
 
     def _start_build(self, job_id: str, token: int) -> None:
         def build() -> None:
