@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -42,29 +43,68 @@ HARVESTER = str(Path(sys.executable).with_name("harvester"))
 PORT = 18090
 
 
+class Connections:
+    """Keep-alive HTTP/1.1 connections to one server, opened as needed. A bench client must
+    cost little CPU next to the server it measures (httpx took more CPU than the API it
+    called), so requests are written and read as raw bytes."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self.opened: list[asyncio.StreamWriter] = []
+
+    async def get(self, path: str) -> int:
+        """GET `path`; the status code. A kept-alive connection the server has closed
+        meanwhile is replaced by a new one (as any HTTP client does)."""
+        while self.idle:
+            try:
+                return await self._get(*self.idle.pop(), path)
+            except (OSError, asyncio.IncompleteReadError):
+                continue
+        reader, writer = await asyncio.open_connection(self.host, self.port)
+        self.opened.append(writer)
+        return await self._get(reader, writer, path)
+
+    async def _get(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str
+    ) -> int:
+        request = f"GET {path} HTTP/1.1\r\nHost: {self.host}\r\nAuthorization: Bearer {KEY}\r\n\r\n"
+        writer.write(request.encode())
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
+        if length is None:
+            raise ValueError("the bench reads only responses with a Content-Length")
+        await reader.readexactly(int(length.group(1)))
+        self.idle.append((reader, writer))
+        return int(head[9:12])
+
+    def close(self) -> None:
+        for writer in self.opened:
+            writer.close()
+
+
 async def open_loop(url: str, paths: list[str], rate: float, seconds: float) -> list[float]:
     """Latencies (s) of requests sent every 1/rate s, cycling through `paths`; a failed
     request counts as infinitely slow."""
     latencies: list[float] = []
-    limits = httpx.Limits(max_connections=1000, max_keepalive_connections=200)
-    headers = {"Authorization": f"Bearer {KEY}"}
-    async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=30) as http:
+    where = httpx.URL(url)
+    connections = Connections(where.host, where.port or 80)
 
-        async def one(path: str, due: float) -> None:
-            try:
-                answer = await http.get(path)
-                ok = answer.status_code == 200
-            except httpx.HTTPError:
-                ok = False
-            latencies.append(time.monotonic() - due if ok else float("inf"))
+    async def one(path: str, due: float) -> None:
+        try:
+            ok = await connections.get(path) == 200
+        except (OSError, ValueError, asyncio.IncompleteReadError):
+            ok = False
+        latencies.append(time.monotonic() - due if ok else float("inf"))
 
-        start = time.monotonic()
-        tasks = []
-        for i in range(int(rate * seconds)):
-            due = start + i / rate
-            await asyncio.sleep(max(0.0, due - time.monotonic()))
-            tasks.append(asyncio.create_task(one(paths[i % len(paths)], due)))
-        await asyncio.gather(*tasks)
+    start = time.monotonic()
+    tasks = []
+    for i in range(int(rate * seconds)):
+        due = start + i / rate
+        await asyncio.sleep(max(0.0, due - time.monotonic()))
+        tasks.append(asyncio.create_task(one(paths[i % len(paths)], due)))
+    await asyncio.gather(*tasks)
+    connections.close()
     return latencies
 
 

@@ -1,6 +1,7 @@
 """Scale benchmark: many hosts, several worker processes, one PostgreSQL catalog.
 
     python bench/scale.py [--hosts 200] [--pages-per-host 50] [--rate 0.5] [--workers 1 2 4]
+                          [--modes polite unthrottled]
 
 Serves a generated site of `hosts x pages-per-host` pages on loopback addresses 127.0.10.1…
 (one asyncio process answering on every address, logging each request's arrival), then for each
@@ -43,6 +44,7 @@ POSTGRES = os.environ.get(
 )
 WORDS = [w for w in Path(__file__).read_text().split() if w.isalpha()]
 HARVESTER = str(Path(sys.executable).with_name("harvester"))
+MODES = ("polite", "unthrottled")
 
 
 def address(i: int) -> str:
@@ -192,11 +194,11 @@ def run(
     log_start = log.stat().st_size
     pids = [p.pid for p in procs] + [c for p in procs for c in children(p.pid)] + [server_pid]
     cpu0, tx0 = cpu_seconds(pids), transactions()
-    started = time.monotonic()
+    started, created = time.monotonic(), time.time()
     job_id = create_job(sessions, spec)
     while not crawled(sessions, job_id):
         time.sleep(0.2)
-    elapsed = time.monotonic() - started
+    elapsed, done = time.monotonic() - started, time.time()
     cpu = cpu_seconds(pids) - cpu0
     tx = transactions() - tx0
     rss = [peak_rss_mb(p.pid) for p in procs]
@@ -219,6 +221,8 @@ def run(
             per_host[int(h)].append(float(t))
     gaps = [b - a for times in per_host.values() for a, b in itertools.pairwise(sorted(times))]
     busiest = max(len(t) for t in per_host.values())
+    first = min(min(t) for t in per_host.values())
+    last = max(max(t) for t in per_host.values())
     return {
         "workers": workers,
         "seconds": elapsed,
@@ -230,6 +234,8 @@ def run(
         "min_gap": min(gaps) if gaps else 0.0,
         "tx_per_page": tx / max(fetched, 1),
         "rss_mb": max(rss),
+        "start_s": first - created,
+        "tail_s": done - last,
     }
 
 
@@ -247,6 +253,7 @@ def main() -> None:
     parser.add_argument("--pages-per-host", type=int, default=50)
     parser.add_argument("--rate", type=float, default=0.5)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--log", type=Path, help=argparse.SUPPRESS)
@@ -265,11 +272,13 @@ def main() -> None:
         f" = {args.hosts * args.pages_per_host} pages"
     )
     try:
-        for label, rate in (("polite", args.rate), ("unthrottled", 1000.0)):
+        for label in args.modes:
+            rate = args.rate if label == "polite" else 1000.0
             print(f"\n{label} (rate {rate}/s per host)")
             print(
                 f"{'workers':>7} {'seconds':>8} {'fetched':>8} {'pages/s':>8} {'/core':>7} "
-                f"{'÷bound':>7} {'gaps<.95/r':>10} {'tx/page':>8} {'RSS MB':>7}"
+                f"{'÷bound':>7} {'gaps<.95/r':>10} {'tx/page':>8} {'RSS MB':>7} "
+                f"{'start s':>7} {'tail s':>6}"
             )
             for n in args.workers:
                 r = run(args, n, rate, port, log, server.pid)
@@ -277,7 +286,8 @@ def main() -> None:
                 print(
                     f"{n:>7} {r['seconds']:>8.1f} {r['fetched']:>8} {r['pages_per_s']:>8.1f} "
                     f"{r['per_core']:>7.1f} {ratio:>7.3f} {r['short_gaps']:>10} "
-                    f"{r['tx_per_page']:>8.2f} {r['rss_mb']:>7.0f}",
+                    f"{r['tx_per_page']:>8.2f} {r['rss_mb']:>7.0f} "
+                    f"{r['start_s']:>7.1f} {r['tail_s']:>6.1f}",
                     flush=True,
                 )
     finally:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+import uvloop
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
@@ -175,7 +176,7 @@ def crawl(
             stop_when=lambda: _job(sessions, job_id).state in FINISHED,
         )
         worker.use(job_id, job_spec, pool)
-        asyncio.run(_run_with_progress(worker, sessions, job_id, progress and sys.stderr.isatty()))
+        uvloop.run(_run_with_progress(worker, sessions, job_id, progress and sys.stderr.isatty()))
     job = _job(sessions, job_id)
     stats = Stats(job.stats)
     print(
@@ -259,7 +260,7 @@ def _roles(api: bool, worker: bool, scheduler: bool, host: str, port: int) -> No
     except ValueError as exc:
         console.print(f"[red]error:[/] invalid settings: {exc}")
         raise typer.Exit(2) from exc
-    asyncio.run(
+    uvloop.run(
         run_roles(
             settings,
             api=api,

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 _ORPHAN_CHECK_S = 1.0
-_NICENESS = 10
+_NICENESS = 19
 
 
 def _init_worker(parent: int) -> None:

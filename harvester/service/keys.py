@@ -62,12 +62,21 @@ def register_key(sessions: sessionmaker[Session], key: str, name: str, scope: Sc
             )
 
 
+def cached_scope(key: str) -> tuple[bool, Scope | None]:
+    """(True, the key's scope or None) if the cache knows the key, else (False, None); never
+    touches the catalog, so an event loop can ask."""
+    cached = _cache.get(_digest(key))
+    if cached is not None and cached[1] > time.monotonic():
+        return True, cached[0]
+    return False, None
+
+
 def scope_of(sessions: sessionmaker[Session], key: str) -> Scope | None:
     """The scope of a valid, unrevoked key, or None."""
+    known, cached = cached_scope(key)
+    if known:
+        return cached
     digest, now = _digest(key), time.monotonic()
-    cached = _cache.get(digest)
-    if cached is not None and cached[1] > now:
-        return cached[0]
     with sessions() as session:
         scope: Scope | None = session.scalar(
             select(ApiKey.scope).where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))

@@ -416,6 +416,14 @@ def test_sigterm_gives_hosts_back_and_keeps_every_outcome(tmp_path: Path) -> Non
         site.server_close()
 
 
+def _thread_niceness(pid: int) -> dict[int, int]:
+    """Each thread's nice value, from /proc (field 19 of stat)."""
+    return {
+        int(task.name): int((task / "stat").read_text().rpartition(")")[2].split()[16])
+        for task in Path(f"/proc/{pid}/task").iterdir()
+    }
+
+
 def test_a_slow_job_does_not_delay_another_in_one_serve(tmp_path: Path) -> None:
     slow_site = start(SiteServer("127.0.0.17", SiteState(pages=20, sitemap=False)))
     fast_site = start(SiteServer("127.0.0.18", SiteState(pages=20, sitemap=False)))
@@ -435,6 +443,11 @@ def test_a_slow_job_does_not_delay_another_in_one_serve(tmp_path: Path) -> None:
                 "politeness": {"requests_per_second": 20.0},
             }
         )
+        # The crawl yields the cores to the API: the main thread (the worker's event loop)
+        # and the threads it starts run at the lowest priority, the API's thread at normal.
+        niceness = _thread_niceness(cluster.procs[0].pid)
+        assert niceness[cluster.procs[0].pid] == 19
+        assert 0 in niceness.values()
         assert cluster.wait(fast).state == "succeeded", cluster.tail()
         # The slow job (about 25 s at 1 request/s) is still crawling when the fast one is done.
         slow_job = cluster.job(slow)
