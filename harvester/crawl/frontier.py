@@ -116,6 +116,15 @@ class Admission:
         return rows
 
 
+def _locked(session: Session, column: Any, job_id: str) -> Any:
+    """`column` of the job's row, locked until the commit so concurrent workers add to it.
+    FOR NO KEY UPDATE, not FOR UPDATE: a commit's inserts (staging part, frontier rows)
+    already hold a key-share lock on the row through their foreign keys, which FOR UPDATE
+    conflicts with, so two workers committing at once deadlocked (each waiting for the
+    other's key share; seen in bench/scale.py with 4 workers)."""
+    return session.scalar(select(column).where(Job.id == job_id).with_for_update(key_share=True))
+
+
 def _insert_ignoring_conflicts(session: Session, model: Any) -> Any:
     if session.get_bind().dialect.name == "postgresql":
         return pg_insert(model).on_conflict_do_nothing()
@@ -140,7 +149,7 @@ def insert_urls(
         skip = {"state": "done", "outcome": "skipped", "reason": "policy/blocked"}
         unset = {"outcome": None, "reason": None}  # one shape for every row of the insert
         rows = [unset | r | (skip if r["host"] in blocked else {}) for r in rows]
-    admitted = session.scalar(select(Job.admitted).where(Job.id == job_id).with_for_update())
+    admitted = _locked(session, Job.admitted, job_id)
     room = max_pages - int(admitted or 0)
     inserted, start = 0, 0
     while room > 0 and start < len(rows):
@@ -173,7 +182,7 @@ def merge_counters(session: Session, job_id: str, counters: Mapping[str, int]) -
     """Add counters to the job's (row-locked, so concurrent workers add, never overwrite)."""
     if not counters:
         return
-    stats = session.scalar(select(Job.stats).where(Job.id == job_id).with_for_update())
+    stats = _locked(session, Job.stats, job_id)
     merged = Counter(stats or {})
     merged.update(counters)
     session.execute(update(Job).where(Job.id == job_id).values(stats=dict(sorted(merged.items()))))

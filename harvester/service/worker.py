@@ -238,7 +238,8 @@ class Worker:
                 await self.jobs.pop(job_id).aclose()
         for row in rows:
             if row.state == JobState.QUEUED and not self._stopping.is_set():
-                await self._start(row.id, row.spec)
+                if await self._start(row.id, row.spec):
+                    await self._join(row.id, row.spec)  # now, not a tick later
             elif row.state == JobState.RUNNING and row.id not in self.jobs:
                 await self._join(row.id, row.spec)
             limit = (row.spec.get("limits") or {}).get("max_duration_s")
@@ -263,13 +264,17 @@ class Worker:
             jobs.finish(self._sessions, job_id, JobState.FAILED, str(exc))
             return None
 
-    async def _start(self, job_id: str, raw: dict[str, Any]) -> None:
+    async def _start(self, job_id: str, raw: dict[str, Any]) -> bool:
+        """Start a queued job (its seeds go in with the state change); False if another
+        worker did, or its spec no longer validates."""
         spec = await self._in_catalog(self._spec, job_id, raw)
         if spec is None:
-            return
+            return False
         known = await asyncio.to_thread(jobs.refresh_urls, self._store, spec.dataset)
-        if await self._in_catalog(jobs.start, self._sessions, job_id, spec, known):
-            logger.info("started job", extra={"job_id": job_id, "worker": self.name})
+        if not await self._in_catalog(jobs.start, self._sessions, job_id, spec, known):
+            return False
+        logger.info("started job", extra={"job_id": job_id, "worker": self.name})
+        return True
 
     async def _join(self, job_id: str, raw: dict[str, Any]) -> None:
         spec = await self._in_catalog(self._spec, job_id, raw)
@@ -285,6 +290,8 @@ class Worker:
             pool = self.pools.get(spec.proxy_pool) or ProxyPool(spec.proxy_pool, config)
             self.pools[spec.proxy_pool] = pool
         self.jobs[job_id] = await asyncio.to_thread(self._context, job_id, spec, pool)
+        for runner in self.runners.values():
+            runner.wake()  # the job may have URLs on hosts already held
 
     def use(self, job_id: str, spec: JobSpec, pool: ProxyPool | None) -> None:
         """Serve `job_id` with a proxy pool given in code (the CLI's `--proxies` file)."""

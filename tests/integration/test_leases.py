@@ -4,6 +4,8 @@ write under a lost lease is refused in its own transaction."""
 from __future__ import annotations
 
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import select, update
@@ -11,10 +13,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from harvester.catalog.leases import HostLeases
 from harvester.catalog.models import FrontierEntry, Host, Job, StagingPart
-from harvester.crawl.frontier import Batch, Fenced, JobRef, claim, commit
+from harvester.crawl.frontier import Admission, Batch, Fenced, JobRef, claim, commit
 from harvester.jobs import JobState, claim_build, create_job, renew_build, start
 from harvester.spec import parse_spec
 
+NOW = datetime.now(UTC)
 SPEC = parse_spec({"dataset": "d", "seeds": ["http://a.test/", "http://b.test/"]})
 
 
@@ -92,3 +95,33 @@ def test_one_builder_and_its_token(catalog: sessionmaker[Session]) -> None:
     assert renew_build(catalog, job_id, "w2", 2)
     with catalog() as session:
         assert session.scalar(select(Job.state)) == JobState.BUILDING
+
+
+@pytest.mark.postgres
+def test_a_commit_is_not_blocked_by_another_commits_foreign_key_lock(
+    postgres_catalog: sessionmaker[Session],
+) -> None:
+    """A commit's inserts take a key-share lock on the job row through their foreign keys;
+    the lock on the job's counters must not wait for another commit's, or two workers
+    committing at once deadlock."""
+    catalog = postgres_catalog
+    job_id = create_job(catalog, SPEC)
+    assert start(catalog, job_id, SPEC, [])
+    [held] = HostLeases(catalog, "w1", 30).acquire(1)
+    [entry] = claim(catalog, "w1", held.host, held.token, {job_id: JobRef("d", False)}, 10)
+    outcome = {"id": entry.id, "host": held.host, "state": "done", "outcome": "fetched"}
+    found = Admission(job_id, SPEC).admit([(f"http://{held.host}/next", 1)], Counter())
+    batch = Batch([outcome], found, ("staging/mine.parquet", 1, 10), Counter({"x": 1}))
+    with catalog.begin() as other:  # another worker's commit, halfway: its part is inserted
+        other.add(
+            StagingPart(
+                job_id=job_id, path="staging/other.parquet", rows=1, bytes=1, created_at=NOW
+            )
+        )
+        other.flush()
+        with ThreadPoolExecutor(1) as pool:
+            mine = pool.submit(commit, catalog, job_id, "w1", {held.host: held.token}, batch, 100)
+            mine.result(30)  # a hang detector: it used to wait for `other` to end
+    with catalog() as session:
+        job = session.get(Job, job_id)
+        assert job is not None and job.stats["x"] == 1 and job.admitted == 3
