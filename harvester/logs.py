@@ -41,3 +41,6 @@ def configure(fmt: str) -> None:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    # httpx logs every request at INFO: a line per URL duplicates the frontier's outcome
+    # rows and costs the crawl CPU at hundreds of pages a second.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
