@@ -14,14 +14,14 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 _ORPHAN_CHECK_S = 1.0
-_NICENESS = 19
 
 
 def _init_worker(parent: int) -> None:
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     # Extraction is throughput work; the event loop (fetch timing, the API) is latency work
-    # and must win the cores when both want them.
-    os.nice(_NICENESS)
+    # and must win the cores when both want them. SCHED_IDLE ranks below every nice level,
+    # so this holds in a worker whose loop already runs at the lowest niceness (19).
+    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     # Import the heavy modules and load the language model before the first page arrives.
     from harvester.pipeline import language, process  # noqa: F401
 

@@ -38,6 +38,19 @@ def _postgres_settings(dbapi_conn: Any, _record: Any) -> None:
     dbapi_conn.commit()
 
 
+NETWORK_LIMITS = {
+    "connect_timeout": 10,
+    "keepalives": 1,
+    "keepalives_idle": 5,
+    "keepalives_interval": 2,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 10_000,
+}
+"""libpq's limits on a dead network (a partition, a server gone without a reset): a call
+fails after about ten seconds instead of waiting for the kernel's retransmissions (~15 min),
+so the caller's retry and lease logic take over."""
+
+
 def make_engine(database_url: str) -> Engine:
     """Create an engine; SQLite files get their directory and pragmas, PostgreSQL uses psycopg 3."""
     url = make_url(database_url)
@@ -49,7 +62,7 @@ def make_engine(database_url: str) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    engine = create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url, pool_pre_ping=True, connect_args=NETWORK_LIMITS)
     event.listen(engine, "connect", _postgres_settings)
     return engine
 

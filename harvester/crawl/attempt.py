@@ -12,7 +12,13 @@ from harvester.crawl.outcome import Outcome
 from harvester.crawl.proxies import Proxy
 from harvester.crawl.ratecontrol import DomainRateController
 from harvester.crawl.retry import retrying
-from harvester.errors import FetchError, PermanentFetchError, ProxyFailure, TransientFetchError
+from harvester.errors import (
+    FetchError,
+    LeaseLost,
+    PermanentFetchError,
+    ProxyFailure,
+    TransientFetchError,
+)
 
 
 class FetchPolicy:
@@ -23,10 +29,12 @@ class FetchPolicy:
         host: str,
         controller: DomainRateController,
         same_host: Callable[[str], bool],
+        proven: Callable[[], bool],
     ) -> None:
         self.host = host
         self.controller = controller
         self._same_host = same_host
+        self._proven = proven
 
     async def fetch(
         self,
@@ -70,6 +78,9 @@ class FetchPolicy:
             # holds no slot, and its waiting never counts against its time limit.
             nonlocal held
             sent = await self.controller.before_request()
+            if not self._proven():  # checked last thing before the request leaves
+                sent()
+                raise LeaseLost(f"no heartbeat proves the lease on {self.host} any more")
             if not held:  # one slot for the whole redirect chain
                 try:
                     await job.slots.acquire()

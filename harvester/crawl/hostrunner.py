@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from harvester.cpu import CpuPool
@@ -65,6 +66,8 @@ class Shared:
     pipeline_slots: asyncio.Semaphore
     in_catalog: Callable[..., Awaitable[Any]]
     flush_soon: Callable[[], None]
+    proven: Callable[[], bool]
+    """Whether a recent heartbeat proves the worker still holds its leases."""
 
 
 class HostRunner:
@@ -79,7 +82,7 @@ class HostRunner:
         self.policy = policy
         self.controller = DomainRateController(1.0)
         self.controller.hold_off(wait_s)
-        self._fetch = FetchPolicy(host, self.controller, self._same_host)
+        self._fetch = FetchPolicy(host, self.controller, self._same_host, shared.proven)
         self._discovery = Discovery(self._fetch, self._same_host, self._crawl_delay, self._found)
         self._queues: dict[str, deque[Claimed]] = {}
         self._order: deque[str] = deque()  # round-robin between jobs
@@ -139,7 +142,17 @@ class HostRunner:
             while not self._stopping:
                 entry = self._next()
                 if entry is None:
-                    if await self._refill():
+                    try:
+                        refilled = await self._refill()
+                    except SQLAlchemyError as exc:
+                        # The catalog is unreachable for now: try again after a pause, for
+                        # as long as a heartbeat still proves the lease is ours.
+                        if not self._shared.proven():
+                            raise LeaseLost(f"cannot prove the lease on {self.host}") from exc
+                        logger.warning("claim on %s failed: %s", self.host, exc)
+                        await asyncio.sleep(_POLL_S)
+                        continue
+                    if refilled:
                         idle_since = None
                         continue
                     # Out of work here: the links that lead on may be waiting in a buffer.
@@ -264,6 +277,9 @@ class HostRunner:
         result = None
         try:
             result = await self._fetch_entry(job, entry, outcome)
+        except LeaseLost:
+            self.lose()  # its URL goes back to pending with the lease
+            return
         except Exception as exc:  # a bug must cost one URL, never the host
             logger.exception("internal error", extra={"job_id": job.job_id, "url": entry.url})
             outcome.finish("failed", f"internal/{type(exc).__name__}")

@@ -50,6 +50,7 @@ logger = logging.getLogger(__name__)
 TICK_S = 0.5
 FLUSH_S = 0.5
 STOP_GRACE_S = 10.0
+LEASE_MARGIN = 0.8
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -100,6 +101,7 @@ class Worker:
             asyncio.Semaphore(cpu.workers * 16),
             self._in_catalog,
             self._flush_soon,
+            self._proven,
         )
         self._stopping = asyncio.Event()
         self._flush_now = asyncio.Event()
@@ -159,8 +161,8 @@ class Worker:
         try:
             held, self._workers = await self._in_catalog(self._leases.heartbeat, list(self._tokens))
         except SQLAlchemyError:
-            if time.monotonic() - self._renewed_at > self._settings.host_lease_s * 0.8:
-                for host in list(self._tokens):  # cannot prove we hold them any more
+            if not self._proven():
+                for host in list(self._tokens):
                     self._lose(host)
             raise
         self._renewed_at = started
@@ -168,10 +170,18 @@ class Worker:
             lease = held.get(host)
             if lease is None or lease.token != token:
                 self._lose(host)
+            elif (runner := self.runners.get(host)) is None:
+                continue  # acquired in this tick, its runner not yet started
             elif lease.blocked:
-                self.runners[host].stop()
+                runner.stop()
             else:
-                self.runners[host].set_policy(HostPolicy(lease.max_rps, lease.concurrency))
+                runner.set_policy(HostPolicy(lease.max_rps, lease.concurrency))
+
+    def _proven(self) -> bool:
+        """Whether the heartbeat that last renewed our leases is recent enough to prove we
+        still hold them, by this process's clock: past `LEASE_MARGIN` of the lease period,
+        another worker may take a host over before we learn of it, so nothing is fetched."""
+        return time.monotonic() - self._renewed_at < self._settings.host_lease_s * LEASE_MARGIN
 
     def _lose(self, host: str) -> None:
         logger.warning("lost the lease on %s", host, extra={"worker": self.name})
@@ -223,6 +233,10 @@ class Worker:
                         await self._in_catalog(self._leases.release, runner.host, runner.token, gap)
                     except SQLAlchemyError as exc:
                         logger.warning("release of %s failed (it expires): %s", runner.host, exc)
+            elif runner.lost and self._tokens.get(runner.host) == runner.token:
+                # It stopped because no heartbeat got through: never renewed again, the lease
+                # expires and whoever takes the host next puts its claimed URLs back.
+                del self._tokens[runner.host]
             if self.runners.get(runner.host) is runner:
                 del self.runners[runner.host]
             for context in self.jobs.values():

@@ -27,6 +27,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from harvester.catalog.clock import db_now
 from harvester.catalog.db import make_engine, migrate
 from harvester.catalog.models import FrontierEntry, Host, Job, StagingPart, WorkerRecord
 from harvester.jobs import create_job
@@ -34,6 +35,7 @@ from harvester.spec import parse_spec
 from harvester.store.blob import BlobStore
 from harvester.store.snapshots import Snapshots
 from tests.conftest import free_port, postgres_schema_url
+from tests.faultproxy import FaultProxy
 from tests.webtest import Hit, SiteServer, SiteState, start
 
 HARVESTER = str(Path(sys.executable).with_name("harvester"))
@@ -61,10 +63,10 @@ class Cluster:
     api: str | None = None
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
-    def env(self, source: str | None = None) -> dict[str, str]:
+    def env(self, source: str | None = None, database: str | None = None) -> dict[str, str]:
         env = {
             **os.environ,
-            "HARVESTER_DATABASE_URL": self.database,
+            "HARVESTER_DATABASE_URL": database or self.database,
             "HARVESTER_STORAGE_URL": str(self.store),
             "HARVESTER_ALLOW_PRIVATE_NETWORKS": "true",
             "HARVESTER_HOST_LEASE_S": str(LEASE_S),
@@ -75,11 +77,11 @@ class Cluster:
             env["HARVESTER_SOURCE_ADDRESS"] = source
         return env
 
-    def start_worker(self, n: int) -> subprocess.Popen[bytes]:
+    def start_worker(self, n: int, database: str | None = None) -> subprocess.Popen[bytes]:
+        """Worker `n`, sending from 127.0.1.n, on the catalog (or on `database`)."""
+        env = self.env(f"127.0.1.{n}", database)
         with (self.logs / f"worker-{n}.log").open("ab") as out:
-            proc = subprocess.Popen(
-                [HARVESTER, "worker"], env=self.env(f"127.0.1.{n}"), stdout=out, stderr=out
-            )
+            proc = subprocess.Popen([HARVESTER, "worker"], env=env, stdout=out, stderr=out)
         self.workers.append(proc)
         self.procs.append(proc)
         return proc
@@ -93,6 +95,21 @@ class Cluster:
             if alive == count:
                 return
             assert time.monotonic() < deadline, f"{alive} workers of {count} started"
+            time.sleep(0.1)
+
+    def wait_live(self, count: int) -> None:
+        """Until `count` workers have a heartbeat that has not expired."""
+        deadline = time.monotonic() + 60
+        while True:
+            with self.sessions() as session:
+                alive = session.scalar(
+                    select(func.count())
+                    .select_from(WorkerRecord)
+                    .where(WorkerRecord.alive_until > db_now(session))
+                )
+            if alive == count:
+                return
+            assert time.monotonic() < deadline, f"{alive} live workers of {count}"
             time.sleep(0.1)
 
     def start_api(self, role: str = "api") -> None:
@@ -317,6 +334,70 @@ def test_a_stalled_worker_writes_nothing_under_leases_it_lost(
     log = (cluster.logs / "worker-1.log").read_text()
     assert "lost the lease" in log, log[-3000:]
     _assert_each_url_once(cluster, job_ids)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("fault", ["stall", "refuse"])
+def test_a_worker_cut_off_from_the_catalog_stops_fetching_and_carries_on(
+    cluster: Cluster, fault: str
+) -> None:
+    """Worker 1 reaches the catalog through a proxy that then stalls (a hung server: no byte
+    moves) or refuses (a restart: every connection reset). With no heartbeat getting
+    through, it stops fetching before its leases can move; worker 2 takes the hosts over;
+    once the catalog is back, worker 1 carries on as a live worker. The job succeeds with
+    each URL once, and no host is ever served by both."""
+    # At 1 request/s the URLs worker 1 claimed before the fault outlast its lease: it would
+    # still be sending them when worker 2 takes over, if it did not stop by itself.
+    rate = 1.0
+    sites = [start(SiteServer(f"127.0.3.{i}", SiteState(pages=25))) for i in (1, 2)]
+    proxy = FaultProxy(("127.0.0.1", 5432))
+    try:
+        cut_off = cluster.database.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+        assert cut_off != cluster.database
+        first = cluster.start_worker(1, database=cut_off)
+        cluster.start_api()
+        cluster.wait_workers(1)
+        job = cluster.submit(
+            {
+                "dataset": "cut",
+                "seeds": [s.origin + "/" for s in sites],
+                "politeness": {"requests_per_second": rate},
+            }
+        )
+        deadline = time.monotonic() + 60
+        while cluster.fetched(job) < 6:
+            assert time.monotonic() < deadline, cluster.tail()
+            time.sleep(0.1)
+        getattr(proxy, fault)()
+        cluster.start_worker(2)
+        deadline = time.monotonic() + 60
+        while not all(any(h.peer == "127.0.1.2" for h in s.state.log) for s in sites):
+            assert time.monotonic() < deadline, cluster.tail()
+            time.sleep(0.1)
+        proxy.heal()
+        assert cluster.wait(job).state == "succeeded", cluster.tail()
+        cluster.wait_live(2)  # worker 1's heartbeats get through again
+        assert first.poll() is None, "the worker died of a catalog fault"
+    finally:
+        proxy.close()
+        for site in sites:
+            site.shutdown()
+            site.server_close()
+    for site in sites:
+        gaps = _gaps(site.state.log)
+        assert min(gaps) >= 0.95 / rate, (site.origin, min(gaps))
+        peers = [peer for peer, _ in itertools.groupby(h.peer for h in site.state.log)]
+        assert peers == ["127.0.1.1", "127.0.1.2"], f"{site.origin} served by turns {peers}"
+    with cluster.sessions() as session:
+        rows = session.execute(
+            select(FrontierEntry.url, FrontierEntry.state).where(FrontierEntry.job_id == job)
+        ).all()
+        parts = session.scalars(select(StagingPart.path).where(StagingPart.job_id == job)).all()
+    assert {state for _, state in rows} == {"done"}
+    staged = pq.read_table([str(cluster.store / p) for p in parts], columns=["url"])
+    urls = staged.column("url").to_pylist()
+    assert len(urls) == len(set(urls)), "a page was committed twice"
+    assert "lease" in (cluster.logs / "worker-1.log").read_text()
 
 
 def _sqlite_worker(database: str, store: Path, log: Path) -> subprocess.Popen[bytes]:

@@ -1,0 +1,103 @@
+"""A TCP proxy on loopback that forwards to a real server until a test tells it to fail.
+
+Put it between a process and its catalog (or object store) to cause real network faults:
+`stall()` keeps every connection open but moves no byte either way (a partition, a hung
+server), `cut()` resets every open connection and `refuse()` resets new ones (a restart),
+`heal()` goes back to forwarding.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import struct
+import threading
+
+_CHUNK = 65536
+
+
+class FaultProxy:
+    """Forwards `listen` (an address on loopback, port chosen) to `target`."""
+
+    def __init__(self, target: tuple[str, int], host: str = "127.0.0.1") -> None:
+        self.target = target
+        self._server = socket.create_server((host, 0))
+        self.address: tuple[str, int] = self._server.getsockname()[:2]
+        self._lock = threading.Lock()
+        self._flowing = threading.Event()
+        self._flowing.set()
+        self._refusing = False
+        self._open: set[socket.socket] = set()
+        threading.Thread(target=self._accept, daemon=True, name="faultproxy").start()
+
+    @property
+    def port(self) -> int:
+        return self.address[1]
+
+    def stall(self) -> None:
+        """Hold every byte, in both directions, on open and new connections."""
+        self._flowing.clear()
+
+    def cut(self) -> None:
+        """Reset every open connection."""
+        with self._lock:
+            doomed, self._open = self._open, set()
+        for sock in doomed:
+            _reset(sock)
+
+    def refuse(self) -> None:
+        """Reset open connections and every new one until `heal()`."""
+        self._refusing = True
+        self.cut()
+
+    def heal(self) -> None:
+        """Forward again."""
+        self._refusing = False
+        self._flowing.set()
+
+    def close(self) -> None:
+        self._server.close()
+        self.heal()
+        self.cut()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return  # closed
+            if self._refusing:
+                _reset(client)
+                continue
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                _reset(client)
+                continue
+            upstream.settimeout(None)
+            with self._lock:
+                self._open |= {client, upstream}
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(_CHUNK):
+                self._flowing.wait()  # a stall holds the bytes already read, too
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+            with self._lock:
+                self._open -= {source, sink}
+
+
+def _reset(sock: socket.socket) -> None:
+    """Close with RST (linger 0), as a crashed peer or a firewall would."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()
