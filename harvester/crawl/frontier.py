@@ -199,65 +199,79 @@ class JobRef:
 def claim(
     sessions: sessionmaker[Session],
     holder: str,
-    host: str,
-    token: int,
+    hosts: Mapping[str, tuple[int, int]],
     jobs: Mapping[str, JobRef],
-    per_job: int,
-) -> list[Claimed]:
-    """Claim pending URLs of a held host: up to `per_job` of each job in `jobs` that has some
-    there (shallowest first), with the validators earlier crawls of the dataset recorded.
-    Refused (`Fenced`) when the lease has moved."""
+) -> tuple[dict[str, list[Claimed]], set[str]]:
+    """Claim pending URLs of held hosts in one transaction: for each host (→ its lease token
+    and how many per job), up to that many URLs of each job in `jobs` (shallowest first),
+    with the validators earlier crawls of the dataset recorded. Returns the claims by host,
+    and the hosts whose lease moved (`check_hosts`): nothing is claimed there."""
+    claimed: dict[str, list[Claimed]] = {host: [] for host in hosts}
     with sessions.begin() as session:
-        if check_hosts(session, holder, {host: token}):
-            raise Fenced({host})
-        waiting = session.scalars(
-            select(FrontierEntry.job_id)
+        lost = check_hosts(session, holder, {h: token for h, (token, _) in sorted(hosts.items())})
+        wanted = {h: n for h, (_, n) in hosts.items() if h not in lost}
+        if not wanted or not jobs:
+            return claimed, lost
+        rank = (
+            func.row_number()
+            .over(
+                partition_by=(FrontierEntry.host, FrontierEntry.job_id),
+                order_by=(FrontierEntry.priority, FrontierEntry.id),
+            )
+            .label("rank")
+        )
+        ranked = (
+            select(
+                FrontierEntry.id,
+                FrontierEntry.job_id,
+                FrontierEntry.url,
+                FrontierEntry.domain,
+                FrontierEntry.host,
+                FrontierEntry.depth,
+                rank,
+            )
             .where(
-                FrontierEntry.host == host,
+                FrontierEntry.host.in_(list(wanted)),
                 FrontierEntry.state == "pending",
                 FrontierEntry.job_id.in_(list(jobs)),
             )
-            .distinct()
-        ).all()
-        claimed: list[Claimed] = []
-        for job_id in sorted(waiting):
-            rows = session.execute(
-                select(
-                    FrontierEntry.id, FrontierEntry.url, FrontierEntry.domain, FrontierEntry.depth
+            .subquery()
+        )
+        rows = sorted(
+            (
+                r
+                for r in session.execute(
+                    select(ranked).where(ranked.c.rank <= max(wanted.values()))
                 )
-                .where(
-                    FrontierEntry.host == host,
-                    FrontierEntry.job_id == job_id,
-                    FrontierEntry.state == "pending",
-                )
-                .order_by(FrontierEntry.priority, FrontierEntry.id)
-                .limit(per_job)
-            ).all()
-            session.execute(
-                update(FrontierEntry)
-                .where(FrontierEntry.id.in_([r.id for r in rows]))
-                .values(state="claimed")
-            )
+                if r.rank <= wanted[r.host]
+            ),
+            key=lambda r: (r.job_id, r.rank),
+        )
+        if not rows:
+            return claimed, lost
+        session.execute(
+            update(FrontierEntry)
+            .where(FrontierEntry.id.in_([r.id for r in rows]))
+            .values(state="claimed")
+        )
+        by_job: dict[str, list[Any]] = {}
+        for r in rows:
+            by_job.setdefault(r.job_id, []).append(r)
+        for job_id, job_rows in sorted(by_job.items()):
             ref = jobs[job_id]
             validators = (
-                _validators(session, ref.dataset, job_id, [r.url for r in rows])
+                _validators(session, ref.dataset, job_id, [r.url for r in job_rows])
                 if ref.conditional
                 else {}
             )
-            # Seeds are always fetched in full: their links are how a refresh finds new pages.
-            claimed += [
-                Claimed(
-                    r.id,
-                    job_id,
-                    r.url,
-                    r.domain,
-                    host,
-                    r.depth,
-                    *(validators.get(r.url, (None, None)) if r.depth > 0 else (None, None)),
+            for r in job_rows:
+                # Seeds are always fetched in full: their links are how a refresh finds new
+                # pages.
+                known = validators.get(r.url, (None, None)) if r.depth > 0 else (None, None)
+                claimed[r.host].append(
+                    Claimed(r.id, job_id, r.url, r.domain, r.host, r.depth, *known)
                 )
-                for r in rows
-            ]
-    return claimed
+    return claimed, lost
 
 
 def _validators(

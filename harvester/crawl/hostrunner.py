@@ -18,16 +18,15 @@ import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
 
 from harvester.cpu import CpuPool
 from harvester.crawl.attempt import FetchPolicy
+from harvester.crawl.claims import Claims
 from harvester.crawl.discovery import Discovery
 from harvester.crawl.fetcher import FetchResult
-from harvester.crawl.frontier import Claimed, claim
+from harvester.crawl.frontier import Claimed
 from harvester.crawl.hostkey import host_key
 from harvester.crawl.jobcontext import JobContext
 from harvester.crawl.outcome import Outcome
@@ -58,13 +57,11 @@ class HostPolicy:
 class Shared:
     """What every host runner of a worker uses."""
 
-    sessions: sessionmaker[Session]
-    holder: str
     jobs: Mapping[str, JobContext]
+    claims: Claims
     recorder: OutcomeRecorder
     cpu: CpuPool
     pipeline_slots: asyncio.Semaphore
-    in_catalog: Callable[..., Awaitable[Any]]
     flush_soon: Callable[[], None]
     proven: Callable[[], bool]
     """Whether a recent heartbeat proves the worker still holds its leases."""
@@ -207,17 +204,10 @@ class HostRunner:
         return None
 
     async def _refill(self) -> bool:
-        jobs = {job_id: ctx.ref for job_id, ctx in self._shared.jobs.items()}
-        if not jobs:
+        if not self._shared.jobs:
             return False
-        entries: list[Claimed] = await self._shared.in_catalog(
-            claim,
-            self._shared.sessions,
-            self._shared.holder,
-            self.host,
-            self.token,
-            jobs,
-            max(4, 2 * self._concurrency),
+        entries = await self._shared.claims.claim(
+            self.host, self.token, max(4, 2 * self._concurrency)
         )
         for entry in entries:
             if entry.job_id not in self._queues:

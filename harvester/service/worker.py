@@ -33,6 +33,7 @@ from harvester.catalog.leases import HeldHost, HostLeases
 from harvester.catalog.models import Job
 from harvester.config import Settings
 from harvester.cpu import CpuPool
+from harvester.crawl.claims import Claims
 from harvester.crawl.hostrunner import HostPolicy, HostRunner, Shared
 from harvester.crawl.jobcontext import JobContext
 from harvester.crawl.netguard import NetworkGuard
@@ -93,13 +94,16 @@ class Worker:
             sessions, store, self.name, lambda: self._tokens, self._in_catalog, self._fenced
         )
         self._shared = Shared(
-            sessions,
-            self.name,
             self.jobs,
+            Claims(
+                sessions,
+                self.name,
+                lambda: {job_id: ctx.ref for job_id, ctx in self.jobs.items()},
+                self._in_catalog,
+            ),
             self.recorder,
             cpu,
             asyncio.Semaphore(cpu.workers * 16),
-            self._in_catalog,
             self._flush_soon,
             self._proven,
         )

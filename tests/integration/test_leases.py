@@ -34,7 +34,9 @@ def test_a_lost_lease_fences_claims_and_commits(catalog: sessionmaker[Session]) 
     assert taken == {"a.test": 1, "b.test": 1}
     assert second.acquire(10) == []  # both held
     refs = {job_id: JobRef("d", False)}
-    [entry] = claim(catalog, "w1", "a.test", taken["a.test"], refs, 10)
+    claimed, lost = claim(catalog, "w1", {h: (t, 10) for h, t in taken.items()}, refs)
+    assert not lost and len(claimed["b.test"]) == 1
+    [entry] = claimed["a.test"]
 
     _expire(catalog, "a.test")  # w1 stalled past its lease
     [moved] = second.acquire(10)
@@ -43,8 +45,10 @@ def test_a_lost_lease_fences_claims_and_commits(catalog: sessionmaker[Session]) 
         state = session.scalar(select(FrontierEntry.state).where(FrontierEntry.id == entry.id))
     assert state == "pending"
 
-    with pytest.raises(Fenced):
-        claim(catalog, "w1", "a.test", taken["a.test"], refs, 10)
+    assert claim(catalog, "w1", {"a.test": (taken["a.test"], 10)}, refs) == (
+        {"a.test": []},
+        {"a.test"},
+    )
     outcome = {"id": entry.id, "host": "a.test", "state": "done", "outcome": "fetched"}
     batch = Batch(
         [outcome], [], ("staging/x.parquet", 1, 10), Counter({"fetch/outcome/fetched": 1})
@@ -65,12 +69,29 @@ def test_a_lost_lease_fences_claims_and_commits(catalog: sessionmaker[Session]) 
         assert session.scalar(select(FrontierEntry.outcome).where(FrontierEntry.id == entry.id))
 
 
+def test_one_claim_serves_many_hosts_each_up_to_its_count(
+    catalog: sessionmaker[Session],
+) -> None:
+    seeds = ["http://a.test/1", "http://a.test/2", "http://a.test/3", "http://b.test/1"]
+    spec = parse_spec({"dataset": "d", "seeds": seeds})
+    job_id = create_job(catalog, spec)
+    assert start(catalog, job_id, spec, [])
+    held = {h.host: h.token for h in HostLeases(catalog, "w1", 30).acquire(10)}
+    refs = {job_id: JobRef("d", False)}
+    claimed, _ = claim(catalog, "w1", {h: (t, 2) for h, t in held.items()}, refs)
+    assert [c.url for c in claimed["a.test"]] == seeds[:2]  # in frontier order
+    assert [c.url for c in claimed["b.test"]] == seeds[3:]
+    claimed, _ = claim(catalog, "w1", {h: (t, 2) for h, t in held.items()}, refs)
+    assert claimed == {"a.test": [claimed["a.test"][0]], "b.test": []}
+    assert claimed["a.test"][0].url == seeds[2]
+
+
 def test_a_release_hands_the_gap_and_the_urls_over(catalog: sessionmaker[Session]) -> None:
     job_id = create_job(catalog, SPEC)
     start(catalog, job_id, SPEC, [])
     first, second = HostLeases(catalog, "w1", 30), HostLeases(catalog, "w2", 30)
     [held] = first.acquire(1, [job_id])
-    claim(catalog, "w1", held.host, held.token, {job_id: JobRef("d", False)}, 10)
+    claim(catalog, "w1", {held.host: (held.token, 10)}, {job_id: JobRef("d", False)})
     first.release(held.host, held.token, gap_s=5.0)
     [taken] = [h for h in second.acquire(10) if h.host == held.host]
     assert taken.token == held.token + 1 and 4.0 < taken.wait_s <= 5.0
@@ -108,7 +129,8 @@ def test_a_commit_is_not_blocked_by_another_commits_foreign_key_lock(
     job_id = create_job(catalog, SPEC)
     assert start(catalog, job_id, SPEC, [])
     [held] = HostLeases(catalog, "w1", 30).acquire(1)
-    [entry] = claim(catalog, "w1", held.host, held.token, {job_id: JobRef("d", False)}, 10)
+    claimed, _ = claim(catalog, "w1", {held.host: (held.token, 10)}, {job_id: JobRef("d", False)})
+    [entry] = claimed[held.host]
     outcome = {"id": entry.id, "host": held.host, "state": "done", "outcome": "fetched"}
     found = Admission(job_id, SPEC).admit([(f"http://{held.host}/next", 1)], Counter())
     batch = Batch([outcome], found, ("staging/mine.parquet", 1, 10), Counter({"x": 1}))
