@@ -73,7 +73,9 @@ def sqlite_catalog(tmp_path: Path) -> sessionmaker[Session]:
 def postgres_schema_url() -> Iterator[str]:
     """A throwaway schema on the test server (skips the test without a server): its URL."""
     schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(POSTGRES_URL.replace("postgresql://", "postgresql+psycopg://"))
+    # pre-ping: a test may restart the server, and the schema is dropped after it
+    url = POSTGRES_URL.replace("postgresql://", "postgresql+psycopg://")
+    admin = create_engine(url, pool_pre_ping=True)
     try:
         with admin.begin() as conn:
             conn.execute(text(f"CREATE SCHEMA {schema}"))

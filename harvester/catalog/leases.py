@@ -205,7 +205,6 @@ class HostLeases:
         URLs go back to pending."""
         if want <= 0:
             return []
-        taken: list[HeldHost] = []
         with self._sessions.begin() as session:
             query = (
                 select(Host.host)
@@ -215,34 +214,41 @@ class HostLeases:
             )
             if self._postgres(session):
                 query = query.with_for_update(skip_locked=True)
-            for host in session.scalars(query).all():
-                row = session.execute(
-                    update(Host)
-                    .where(Host.host == host, _free(session))
-                    .values(
-                        holder=self.holder,
-                        token=Host.token + 1,
-                        expires_at=db_now(session) + self.ttl_s,
-                    )
-                    .returning(*_HELD, Host.not_before - db_now(session))
-                ).one_or_none()
-                if row is None:
-                    continue  # SQLite: another process took it between select and update
+            free = session.scalars(query).all()
+            if not free:
+                return []
+            # Set-based: one statement for all the hosts, as a worker starting on a job with
+            # hundreds of hosts takes them all at once.
+            rows = session.execute(
+                update(Host)
+                .where(Host.host.in_(free), _free(session))  # SQLite: none taken meanwhile
+                .values(
+                    holder=self.holder,
+                    token=Host.token + 1,
+                    expires_at=db_now(session) + self.ttl_s,
+                )
+                .returning(*_HELD, Host.not_before - db_now(session))
+            ).all()
+            if rows:
                 session.execute(
                     update(FrontierEntry)
-                    .where(FrontierEntry.host == host, FrontierEntry.state == "claimed")
+                    .where(
+                        FrontierEntry.host.in_([row.host for row in rows]),
+                        FrontierEntry.state == "claimed",
+                    )
                     .values(state="pending")
                 )
-                taken.append(
-                    HeldHost(
-                        row.host,
-                        row.token,
-                        row.max_rps,
-                        row.concurrency,
-                        row.blocked,
-                        wait_s=max(0.0, float(row[-1])),
-                    )
+            taken = [
+                HeldHost(
+                    row.host,
+                    row.token,
+                    row.max_rps,
+                    row.concurrency,
+                    row.blocked,
+                    wait_s=max(0.0, float(row[-1])),
                 )
+                for row in rows
+            ]
         return taken
 
     def release(self, host: str, token: int, gap_s: float = 0.0) -> None:
