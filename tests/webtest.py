@@ -190,6 +190,23 @@ class Handler(BaseHTTPRequestHandler):
                 self._send(200, "<html><body>ok after 503</body></html>")
         elif path == "/always-503":
             self._send(503, "down")
+        elif path == "/oversized":  # values wider than the catalog's columns and indexes
+            links = [
+                "/long?token=" + "q" * 4000,
+                "http://" + "a" * 300 + ".example/",
+                "http://" + "b" * 70 + ".example/",
+                "/page/1",
+            ]
+            anchors = "".join(f'<a href="{u}">link</a> ' for u in links)
+            self._send(
+                200,
+                f"<html><body><p>{prose(random.Random(7), 80)}</p>{anchors}</body></html>",
+                ctype="text/html; charset=utf-8; profile=" + "x" * 400,
+                headers={
+                    "Last-Modified": "Mon, 30 Nov 2026 10:00:00 GMT" + " " * 5 + "z" * 100,
+                    "ETag": '"' + "e" * 5000 + '"',
+                },
+            )
         elif path in ("/loop/a", "/loop/b"):
             self._send(302, headers={"Location": "/loop/b" if path == "/loop/a" else "/loop/a"})
         elif path == "/to-loopback":

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-# Column widths of the frontier (PostgreSQL enforces them): server-controlled values are cut.
+# Column widths of the frontier (PostgreSQL enforces them): server-controlled values are cut
+# when the outcome is final, and counted.
 _WIDTHS = {"content_type": 255, "last_modified": 64, "reason": 64, "dropped": 64}
 
 
@@ -56,14 +57,16 @@ class Outcome:
             "dropped": self.dropped,
             "staging_part": self.staging_part,
         }
-        for name, width in _WIDTHS.items():
-            if isinstance(row[name], str):
-                row[name] = row[name][:width]
         return row
 
     def finish(self, outcome: str, reason: str | None = None, status: int | None = None) -> None:
         """Set the outcome and count it."""
         self.outcome, self.reason, self.status = outcome, reason, status
         self.counters[f"fetch/outcome/{outcome}"] += 1
+        for name, width in _WIDTHS.items():
+            value = getattr(self, name)
+            if isinstance(value, str) and len(value) > width:
+                setattr(self, name, value[:width])
+                self.counters[f"fetch/truncated/{name}"] += 1
         if outcome in ("failed", "skipped") and reason:
             self.counters[f"fetch/{outcome}/{reason}"] += 1

@@ -8,6 +8,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from w3lib.url import canonicalize_url
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_MAX_HOST, _MAX_LABEL = 253, 63  # RFC 1035: no such name resolves; the catalog stores 255
 
 
 class InvalidURL(ValueError):
@@ -35,6 +36,9 @@ def canonicalize(url: str, tracking_params: tuple[str, ...] = ()) -> str:
         port = canonical.port
     except ValueError as exc:
         raise InvalidURL(f"invalid URL: {exc}") from exc
+    host = canonical.hostname or ""
+    if len(host) > _MAX_HOST or any(len(label) > _MAX_LABEL for label in host.split(".")):
+        raise InvalidURL(f"host name longer than DNS allows: {host[:80]}…")
     if port == _DEFAULT_PORTS[canonical.scheme]:
         host = canonical.hostname or ""
         if ":" in host:

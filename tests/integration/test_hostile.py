@@ -60,3 +60,32 @@ def test_fault_endpoints_end_in_the_expected_outcome(
     }
     assert "Café crème, déjà vu" in staged["/wrong-charset"]["text"]
     assert staged["/wrong-charset"]["encoding"] not in (None, "utf-8")
+
+
+def test_values_wider_than_the_catalog_are_cut_or_rejected(
+    catalog: sessionmaker[Session], sites: list[SiteServer], store: BlobStore
+) -> None:
+    """A server controls headers and links: on PostgreSQL, which enforces column widths and
+    btree key sizes, an oversized value must never fail the commit of the batch it is in."""
+    site = sites[0]
+    spec = {
+        "dataset": "web",
+        "seeds": [site.origin + "/oversized"],
+        "scope": {"max_depth": 1, "sitemaps": False},
+        "politeness": {"requests_per_second": 100},
+    }
+    job_id, stats = crawl(spec, catalog, store)
+    with catalog() as session:
+        rows = {
+            r.url.removeprefix(site.origin): r
+            for r in session.scalars(select(FrontierEntry).where(FrontierEntry.job_id == job_id))
+        }
+    page = rows["/oversized"]
+    assert page.outcome == "fetched"
+    assert page.content_type is not None and page.content_type.startswith("text/html")
+    assert page.last_modified is not None and len(page.last_modified) <= 64
+    assert set(rows) == {"/oversized", "/page/1"}  # the long URL and host names stayed out
+    assert stats.get("frontier/rejected/too_long") == 1
+    assert stats.get("frontier/rejected/invalid") == 2
+    assert stats.get("fetch/truncated/content_type") == 1
+    assert stats.get("fetch/truncated/last_modified") == 1
