@@ -3,7 +3,8 @@
 Put it between a process and its catalog (or object store) to cause real network faults:
 `stall()` keeps every connection open but moves no byte either way (a partition, a hung
 server), `cut()` resets every open connection and `refuse()` resets new ones (a restart),
-`heal()` goes back to forwarding.
+`heal()` goes back to forwarding. `lose_reply(after, at)` lets one statement through and
+drops its answer (a COMMIT that took effect while the client saw its connection die).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import contextlib
 import socket
 import struct
 import threading
+import time
 
 _CHUNK = 65536
 
@@ -28,6 +30,8 @@ class FaultProxy:
         self._flowing.set()
         self._refusing = False
         self._open: set[socket.socket] = set()
+        self._trap: tuple[bytes, bytes] | None = None
+        self.trapped = threading.Event()
         threading.Thread(target=self._accept, daemon=True, name="faultproxy").start()
 
     @property
@@ -50,10 +54,26 @@ class FaultProxy:
         self._refusing = True
         self.cut()
 
+    def lose_reply(self, after: bytes, at: bytes) -> None:
+        """Once: on the connection whose client sends `after` and later `at`, forward `at`,
+        drop whatever the server answers, and reset the connection (`trapped` is set)."""
+        self.trapped.clear()
+        self._trap = (after, at)
+
     def heal(self) -> None:
         """Forward again."""
         self._refusing = False
         self._flowing.set()
+
+    def _springs(self, link: _Link, data: bytes) -> bool:
+        assert self._trap is not None
+        after, at = self._trap
+        link.armed = link.armed or after in data
+        if link.armed and at in data and data.find(at) > data.find(after):
+            self._trap = None
+            link.muted = True
+            return True
+        return False
 
     def close(self) -> None:
         self._server.close()
@@ -77,14 +97,22 @@ class FaultProxy:
             upstream.settimeout(None)
             with self._lock:
                 self._open |= {client, upstream}
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+            link = _Link()
+            for a, b, out in ((client, upstream, True), (upstream, client, False)):
+                threading.Thread(target=self._pump, args=(a, b, out, link), daemon=True).start()
 
-    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+    def _pump(self, source: socket.socket, sink: socket.socket, out: bool, link: _Link) -> None:
         try:
             while data := source.recv(_CHUNK):
                 self._flowing.wait()  # a stall holds the bytes already read, too
-                sink.sendall(data)
+                if out and self._trap is not None and self._springs(link, data):
+                    sink.sendall(data)
+                    time.sleep(0.3)  # the server acts on it; its answer is dropped
+                    self.cut()
+                    self.trapped.set()
+                    return
+                if not link.muted:
+                    sink.sendall(data)
         except OSError:
             pass
         finally:
@@ -94,6 +122,14 @@ class FaultProxy:
                 sock.close()
             with self._lock:
                 self._open -= {source, sink}
+
+
+class _Link:
+    """One proxied connection's trap state."""
+
+    def __init__(self) -> None:
+        self.armed = False
+        self.muted = False
 
 
 def _reset(sock: socket.socket) -> None:

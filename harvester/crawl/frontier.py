@@ -341,6 +341,25 @@ def commit(
         merge_counters(session, job_id, +counters)
 
 
+def committed(sessions: sessionmaker[Session], batch: Batch) -> bool:
+    """Whether `batch` is in the catalog already: a commit whose answer was lost may have
+    gone through. A commit is all or nothing, so its staging part (or its first outcome)
+    tells."""
+    with sessions() as session:
+        if batch.part is not None:
+            path = batch.part[0]
+            return (
+                session.scalar(select(StagingPart.id).where(StagingPart.path == path)) is not None
+            )
+        if batch.outcomes:
+            first = batch.outcomes[0]["id"]
+            return (
+                session.scalar(select(FrontierEntry.state).where(FrontierEntry.id == first))
+                == "done"
+            )
+    return False
+
+
 def unfinished(sessions: sessionmaker[Session], job_id: str) -> int:
     """Entries without an outcome (pending or claimed)."""
     with sessions() as session:

@@ -2,7 +2,8 @@
 commits them together, per job, under the fence of the host leases they were fetched under.
 
 A flush writes the job's pages as a staging part first, then one catalog transaction
-(`frontier.commit`). A failed write keeps the batch and is retried with back-off; a commit
+(`frontier.commit`). A failed write keeps the batch (and its part) and is retried with
+back-off, after checking that the failed attempt did not commit after all; a commit
 refused because a host's lease moved drops that host's share of the batch (its new holder
 fetches those URLs again) and commits the rest. A crash loses only what was not committed:
 those URLs are still claimed, and go back to pending when their host is taken over.
@@ -21,7 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from harvester.crawl.fetcher import FetchResult
-from harvester.crawl.frontier import Batch, Fenced, commit
+from harvester.crawl.frontier import Batch, Fenced, commit, committed
 from harvester.crawl.outcome import Outcome
 from harvester.crawl.staging import write_part
 from harvester.errors import StorageError
@@ -132,10 +133,10 @@ class OutcomeRecorder:
 
     async def _flush_job(self, job_id: str, buffer: _Pending) -> None:
         attempt = 0
+        part = None  # written once; kept across retries until committed or fenced
         while buffer:
-            part = None
             try:
-                if buffer.staged:
+                if buffer.staged and part is None:
                     pages = [(s.result, s.depth, s.processed) for s in buffer.staged]
                     path, size = await asyncio.to_thread(write_part, self._store, job_id, pages)
                     part = (path, len(pages), size)
@@ -146,24 +147,27 @@ class OutcomeRecorder:
                 for outcome in outcomes:
                     counters.update(outcome.counters)
                 batch = Batch([o.row() for o in outcomes], buffer.new_rows, part, counters)
-                await self._in_catalog(
-                    commit,
-                    self._sessions,
-                    job_id,
-                    self._holder,
-                    dict(self._tokens()),
-                    batch,
-                    buffer.max_pages,
-                )
+                # A failed attempt may have committed after all (the connection dropped after
+                # the COMMIT left): then committing again would count and stage it twice.
+                if not (attempt and await self._in_catalog(committed, self._sessions, batch)):
+                    await self._in_catalog(
+                        commit,
+                        self._sessions,
+                        job_id,
+                        self._holder,
+                        dict(self._tokens()),
+                        batch,
+                        buffer.max_pages,
+                    )
                 self.committed_pages += len(outcomes)
                 return
             except Fenced as exc:
                 logger.warning("%s; dropping its outcomes", exc, extra={"job_id": job_id})
                 await self._discard(part)
+                part = None  # the rest of the pages go to a new part
                 buffer.drop_hosts(exc.hosts)
                 self._on_fenced(exc.hosts)
             except (SQLAlchemyError, StorageError, OSError) as exc:
-                await self._discard(part)
                 delay = _BACKOFF_S[min(attempt, len(_BACKOFF_S) - 1)]
                 attempt += 1
                 logger.warning(

@@ -1,0 +1,66 @@
+"""Catalog faults during a real crawl: the worker reaches PostgreSQL through a fault proxy."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pyarrow.parquet as pq
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from harvester.catalog.db import make_engine, migrate
+from harvester.catalog.models import FrontierEntry, StagingPart
+from harvester.store.blob import BlobStore
+from tests.conftest import crawl, postgres_schema_url
+from tests.faultproxy import FaultProxy
+from tests.webtest import SiteServer
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def through_proxy() -> Iterator[tuple[sessionmaker[Session], sessionmaker[Session], FaultProxy]]:
+    """(sessions through the proxy, direct sessions, the proxy) on a fresh schema."""
+    for url in postgres_schema_url():
+        direct = make_engine(url)
+        migrate(direct)
+        proxy = FaultProxy(("127.0.0.1", 5432))
+        proxied = make_engine(url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}"))
+        yield sessionmaker(proxied), sessionmaker(direct), proxy
+        proxy.close()
+        proxied.dispose()
+        direct.dispose()
+
+
+def test_a_commit_whose_answer_was_lost_is_neither_repeated_nor_undone(
+    through_proxy: tuple[sessionmaker[Session], sessionmaker[Session], FaultProxy],
+    sites: list[SiteServer],
+    store: BlobStore,
+) -> None:
+    """The first flush's COMMIT takes effect but its answer never arrives (the connection is
+    reset): the retry must find the batch committed, not delete its staging part (the
+    catalog lists it) nor commit the pages and counters a second time."""
+    sessions, direct, proxy = through_proxy
+    proxy.lose_reply(after=b"INSERT INTO staging_parts", at=b"COMMIT")
+    spec = {
+        "dataset": "web",
+        "seeds": [sites[0].origin + "/"],
+        "scope": {"sitemaps": False},
+        "politeness": {"requests_per_second": 50},
+    }
+    job_id, stats = crawl(spec, sessions, store)
+    assert proxy.trapped.is_set()
+    with direct() as session:
+        parts = session.scalars(select(StagingPart.path).where(StagingPart.job_id == job_id))
+        paths = list(parts)
+        fetched = session.scalars(
+            select(FrontierEntry.url).where(
+                FrontierEntry.job_id == job_id, FrontierEntry.outcome == "fetched"
+            )
+        ).all()
+    assert all(store.exists(p) for p in paths), "a committed staging part was deleted"
+    staged = pq.read_table([store.path(p) for p in paths], columns=["url"])
+    urls = staged.column("url").to_pylist()
+    assert len(urls) == len(set(urls)), "a page was staged twice"
+    assert stats.get("fetch/outcome/fetched") == len(fetched)  # counted once
