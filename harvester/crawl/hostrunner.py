@@ -161,7 +161,9 @@ class HostRunner:
                     await self._wait()
                     continue
                 idle_since = None
-                while self._busy >= self._concurrency and not self._stopping:
+                while (
+                    self._busy >= self._concurrency or self._shared.recorder.backlogged
+                ) and not self._stopping:
                     await self._wait()
                 job = self._shared.jobs.get(entry.job_id)
                 if job is None or self._stopping:

@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 FLUSH_PAGES = 64
 FLUSH_BYTES = 32 * 1024 * 1024
+MAX_BACKLOG = 4 * FLUSH_PAGES
 _BACKOFF_S = (0.2, 0.5, 1.0, 2.0, 5.0)
 
 InCatalog = Callable[..., Awaitable[Any]]
@@ -83,6 +84,7 @@ class OutcomeRecorder:
         self._on_fenced = on_fenced
         self._buffers: dict[str, _Pending] = {}
         self._lock = asyncio.Lock()
+        self._flushing = 0
         self.committed_pages = 0
 
     def _buffer(self, job_id: str, max_pages: int) -> _Pending:
@@ -117,8 +119,15 @@ class OutcomeRecorder:
 
     @property
     def buffered(self) -> int:
-        """Outcomes not yet committed."""
-        return sum(len(b.outcomes) + len(b.staged) for b in self._buffers.values())
+        """Outcomes not yet committed, those of a flush under way included."""
+        waiting = sum(len(b.outcomes) + len(b.staged) for b in self._buffers.values())
+        return waiting + self._flushing
+
+    @property
+    def backlogged(self) -> bool:
+        """True while so much waits for a commit that fetching should pause: the catalog or
+        the store is failing, and every further page would wait in memory."""
+        return self.buffered >= MAX_BACKLOG
 
     async def flush(self) -> set[str]:
         """Commit every job's buffer; retries failed writes, never loses a batch it holds.
@@ -128,7 +137,11 @@ class OutcomeRecorder:
             hosts: set[str] = set()
             for job_id, buffer in buffers.items():
                 hosts |= {row["host"] for row in buffer.new_rows}
-                await self._flush_job(job_id, buffer)
+                self._flushing = len(buffer.outcomes) + len(buffer.staged)
+                try:
+                    await self._flush_job(job_id, buffer)
+                finally:
+                    self._flushing = 0
             return hosts
 
     async def _flush_job(self, job_id: str, buffer: _Pending) -> None:

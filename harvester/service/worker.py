@@ -344,6 +344,16 @@ class Worker:
                 jobs.build(self._sessions, self._store, job_id, spec, self.name, token)
             except BuildError as exc:
                 logger.warning("build failed: %s", exc, extra={"job_id": job_id})
+            except (StorageError, OSError) as exc:  # a full disk, the store down: say so
+                logger.warning("build failed: %s", exc, extra={"job_id": job_id})
+                with contextlib.suppress(Exception):
+                    jobs.finish(
+                        self._sessions,
+                        job_id,
+                        JobState.FAILED,
+                        f"storage: {exc}",
+                        fence=(self.name, token),
+                    )
             except Exception as exc:  # one broken build must not take the worker down
                 logger.exception("build crashed", extra={"job_id": job_id})
                 with contextlib.suppress(Exception):

@@ -55,8 +55,8 @@ class BlobStore:
         """Write a Parquet file atomically (temporary name, then rename); returns its size."""
         final = self.path(relative)
         temporary = f"{final}.tmp-{uuid.uuid4().hex}"
-        self.fs.create_dir(posixpath.dirname(final), recursive=True)
         try:
+            self.fs.create_dir(posixpath.dirname(final), recursive=True)
             pq.write_table(
                 table,
                 temporary,
@@ -66,6 +66,7 @@ class BlobStore:
             )
             self.fs.move(temporary, final)
         except OSError as exc:
+            self._forget(temporary)
             raise StorageError(f"cannot write {relative}: {exc}") from exc
         size: int = self.fs.get_file_info(final).size
         return size
@@ -74,13 +75,19 @@ class BlobStore:
         """Write a small file atomically (temporary name, then rename)."""
         final = self.path(relative)
         temporary = f"{final}.tmp-{uuid.uuid4().hex}"
-        self.fs.create_dir(posixpath.dirname(final), recursive=True)
         try:
+            self.fs.create_dir(posixpath.dirname(final), recursive=True)
             with self.fs.open_output_stream(temporary) as out:
                 out.write(data)
             self.fs.move(temporary, final)
         except OSError as exc:
+            self._forget(temporary)
             raise StorageError(f"cannot write {relative}: {exc}") from exc
+
+    def _forget(self, temporary: str) -> None:
+        """Remove what a failed write left (a full disk must not stay full of it)."""
+        with contextlib.suppress(OSError):
+            self.fs.delete_file(temporary)
 
     def open_input(self, relative: str) -> pa.NativeFile:
         """A readable stream of a stored file (use as a context manager)."""
