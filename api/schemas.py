@@ -149,6 +149,8 @@ class ScheduleOut(BaseModel):
     next_run_at: Time
     last_run_at: Time | None
     job: dict[str, Any]
+    error: str | None = None
+    """Why the scheduler paused it (its stored job spec no longer validates), or null."""
 
 
 class ProxyOut(BaseModel):

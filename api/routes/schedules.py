@@ -15,8 +15,7 @@ from api.errors import ApiError
 from api.routes.jobs import job_out
 from api.schemas import JobOut, ScheduleIn, ScheduleOut, SchedulePatch
 from harvester.catalog.models import Job, Schedule
-from harvester.jobs import create_job
-from harvester.service.scheduler import UNFINISHED, next_run
+from harvester.service.scheduler import Busy, fire, next_run
 from harvester.spec import JobSpec, parse_spec
 
 router = APIRouter(prefix="/v1/schedules", tags=["schedules"])
@@ -52,6 +51,7 @@ def _out(s: Schedule) -> ScheduleOut:
         next_run_at=s.next_run_at,
         last_run_at=s.last_run_at,
         job=s.spec,
+        error=s.error,
     )
 
 
@@ -112,6 +112,8 @@ def patch(schedule_id: str, body: SchedulePatch, svc: Svc, _: Admin) -> Schedule
             s.spec, s.dataset = spec.model_dump(mode="json"), spec.dataset
         if body.paused is not None:
             s.paused = body.paused
+        if spec is not None or body.paused is False:
+            s.error = None  # a new job spec or a resume: the scheduler judges it again
         if (cron, timezone) != (s.cron, s.timezone) or body.paused is False:
             # resuming never replays the runs missed while paused
             s.cron, s.timezone = cron, timezone
@@ -132,14 +134,13 @@ def delete(schedule_id: str, svc: Svc, _: Admin) -> None:
 @router.post("/{schedule_id}/trigger", status_code=201)
 def trigger(schedule_id: str, svc: Svc, _: Admin) -> JobOut:
     """Queue a run now, unless the previous run is still going (409)."""
-    s = _get(svc, schedule_id)
-    with svc.sessions() as session:
-        busy = session.scalar(
-            select(Job.id).where(Job.schedule_id == schedule_id, Job.state.in_(UNFINISHED)).limit(1)
-        )
-    if busy is not None:
-        raise ApiError(409, "conflict", f"the previous run ({busy}) is still going")
-    job_id = create_job(svc.sessions, parse_spec(s.spec), schedule_id=schedule_id)
+    _get(svc, schedule_id)
+    try:
+        job_id = fire(svc.sessions, schedule_id, datetime.now(UTC), advance=False)
+    except Busy as exc:
+        raise ApiError(409, "conflict", str(exc)) from exc
+    if job_id is None:
+        raise ApiError(409, "conflict", _get(svc, schedule_id).error or "the run did not start")
     with svc.sessions() as session:
         job = session.get(Job, job_id)
         assert job is not None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
@@ -21,7 +22,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from harvester.catalog.models import Job, Schedule, ScheduleRun
-from harvester.jobs import create_job
+from harvester.errors import ConfigurationError
+from harvester.jobs import new_job
 from harvester.spec import parse_spec
 
 logger = logging.getLogger(__name__)
@@ -47,53 +49,67 @@ def latest_due(cron: str, timezone: str, after: datetime, now: datetime) -> date
     return due
 
 
-def fire(sessions: sessionmaker[Session], schedule_id: str, due_at: datetime) -> str | None:
-    """Queue the schedule's job for `due_at` unless that run was already claimed or the
-    previous run is still going; returns the new job id."""
-    with sessions() as session:
-        schedule = session.get(Schedule, schedule_id)
-        if schedule is None:
-            return None
-        busy = session.scalar(
-            select(Job.id).where(Job.schedule_id == schedule_id, Job.state.in_(UNFINISHED)).limit(1)
-        )
-        spec = parse_spec(schedule.spec)
-        cron, timezone = schedule.cron, schedule.timezone
-    if busy is not None:
-        logger.info(
-            "schedule %s: previous run %s still going; skipping %s", schedule_id, busy, due_at
-        )
-        _advance(sessions, schedule_id, cron, timezone, due_at)
-        return None
+class Busy(Exception):
+    """The schedule's previous run is still going."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"the previous run ({job_id}) is still going")
+        self.job_id = job_id
+
+
+def fire(
+    sessions: sessionmaker[Session], schedule_id: str, due_at: datetime, *, advance: bool = True
+) -> str | None:
+    """Queue the schedule's run for `due_at`, in one transaction: the run row, its job and the
+    schedule's next time commit together, so a crash can neither lose nor double a run.
+    Returns the job id; None if another scheduler fired this run or the schedule is gone or
+    was just marked broken. `Busy` while the previous run is unfinished (the due time is
+    skipped when `advance`). A manual trigger passes `advance=False`."""
     try:
         with sessions.begin() as session:
-            session.add(
-                ScheduleRun(schedule_id=schedule_id, due_at=due_at, created_at=datetime.now(UTC))
+            schedule = session.get(Schedule, schedule_id, with_for_update=True)
+            if schedule is None:
+                return None
+            busy = session.scalar(
+                select(Job.id)
+                .where(Job.schedule_id == schedule_id, Job.state.in_(UNFINISHED))
+                .limit(1)
             )
+            job_id = None if busy is not None else _queue(session, schedule, due_at)
+            if advance and (busy is not None or job_id is not None):
+                _advance(schedule, due_at)
             session.flush()  # the unique (schedule, due_at) decides who fires
     except IntegrityError:
         return None  # another scheduler fired this run
-    job_id = create_job(sessions, spec, schedule_id=schedule_id)
-    with sessions.begin() as session:
-        run = session.scalar(
-            select(ScheduleRun).where(
-                ScheduleRun.schedule_id == schedule_id, ScheduleRun.due_at == due_at
-            )
-        )
-        if run is not None:
-            run.job_id = job_id
-    _advance(sessions, schedule_id, cron, timezone, due_at)
+    if busy is not None:
+        raise Busy(busy)
     return job_id
 
 
-def _advance(
-    sessions: sessionmaker[Session], schedule_id: str, cron: str, timezone: str, fired: datetime
-) -> None:
-    with sessions.begin() as session:
-        schedule = session.get(Schedule, schedule_id)
-        if schedule is not None:
-            schedule.last_run_at = fired
-            schedule.next_run_at = next_run(cron, timezone, fired)
+def _queue(session: Session, schedule: Schedule, due_at: datetime) -> str | None:
+    """Insert the run's job and its run row; None (and the schedule paused, with why) if the
+    stored spec no longer validates."""
+    try:
+        spec = parse_spec(schedule.spec)
+    except ConfigurationError as exc:
+        # Stored under an older version: it stays put, paused, and says why.
+        schedule.paused, schedule.error = True, f"spec no longer valid: {exc}"
+        logger.warning("schedule %s paused: %s", schedule.id, schedule.error)
+        return None
+    job_id = str(uuid.uuid4())
+    session.add(new_job(job_id, spec, schedule.id))
+    session.flush()  # the job first: the run row points at it
+    session.add(
+        ScheduleRun(
+            schedule_id=schedule.id, due_at=due_at, created_at=datetime.now(UTC), job_id=job_id
+        )
+    )
+    return job_id
+
+
+def _advance(schedule: Schedule, fired: datetime) -> None:
+    schedule.last_run_at = fired
+    schedule.next_run_at = next_run(schedule.cron, schedule.timezone, fired)
 
 
 class Scheduler:
@@ -124,9 +140,16 @@ class Scheduler:
         queued = []
         for schedule_id, cron, timezone, next_at in due:
             after = next_at.replace(tzinfo=next_at.tzinfo or UTC)
-            # next_run_at is itself due; later missed times collapse into the latest one
-            moment = latest_due(cron, timezone, after, now) or after
-            job_id = fire(self._sessions, schedule_id, moment)
+            try:
+                # next_run_at is itself due; later missed times collapse into the latest one
+                moment = latest_due(cron, timezone, after, now) or after
+                job_id = fire(self._sessions, schedule_id, moment)
+            except Busy as busy:
+                logger.info("schedule %s: %s; skipping this run", schedule_id, busy)
+                continue
+            except Exception:  # one schedule's failure must not stop the others
+                logger.exception("schedule %s failed to fire", schedule_id)
+                continue
             if job_id is not None:
                 queued.append(job_id)
         return queued
@@ -136,7 +159,7 @@ class Scheduler:
         while not self._stopping.is_set():
             try:
                 await asyncio.to_thread(self.tick)
-            except Exception:  # a bad schedule must not stop the others
+            except Exception:  # the catalog is down: the next tick tries again
                 logger.exception("scheduler tick failed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), TICK_S)

@@ -3,20 +3,28 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select, update
+import pytest
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from harvester.catalog.db import make_engine, migrate
 from harvester.catalog.models import Job, Schedule, ScheduleRun
 from harvester.service.scheduler import Scheduler, next_run
+from tests.conftest import postgres_schema_url
+from tests.faultproxy import FaultProxy
 
 SPEC = {"dataset": "refresh", "seeds": ["http://127.0.0.2/"]}
 T0 = datetime(2026, 11, 22, 12, 0, 30, tzinfo=UTC)
 
 
-def _schedule(sessions: sessionmaker[Session], cron: str, next_at: datetime) -> str:
+def _schedule(
+    sessions: sessionmaker[Session], cron: str, next_at: datetime, spec: dict[str, Any] = SPEC
+) -> str:
     schedule_id = str(uuid.uuid4())
     with sessions.begin() as session:
         session.add(
@@ -25,7 +33,7 @@ def _schedule(sessions: sessionmaker[Session], cron: str, next_at: datetime) -> 
                 dataset="refresh",
                 cron=cron,
                 timezone="UTC",
-                spec=SPEC,
+                spec=spec,
                 paused=False,
                 created_at=T0,
                 next_run_at=next_at,
@@ -101,3 +109,57 @@ def test_next_run_honours_the_timezone() -> None:
     assert next_run("0 9 * * *", "America/New_York", after) == datetime(
         2026, 7, 1, 13, 0, tzinfo=UTC
     )
+
+
+def test_a_schedule_whose_spec_no_longer_validates_is_paused_and_the_others_fire(
+    catalog: sessionmaker[Session],
+) -> None:
+    due = T0 - timedelta(seconds=30)
+    good = [_schedule(catalog, "* * * * *", due) for _ in range(2)]
+    # as an older version may have stored it: a field this version no longer knows
+    bad = _schedule(catalog, "* * * * *", due, {**SPEC, "retired_option": True})
+    scheduler = Scheduler(catalog, clock=lambda: T0)
+    assert len(scheduler.tick()) == 2
+    assert all(len(_runs(catalog, s)) == 1 for s in good)
+    assert _runs(catalog, bad) == []
+    with catalog() as session:
+        broken = session.get(Schedule, bad)
+        assert broken is not None and broken.paused
+        assert broken.error is not None and "retired_option" in broken.error
+    assert scheduler.tick() == []  # paused: no error on every tick
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    "statement", [b"INSERT INTO jobs", b"INSERT INTO schedule_runs", b"UPDATE schedules", b"COMMIT"]
+)
+def test_a_run_is_neither_lost_nor_doubled_by_a_connection_lost_mid_fire(
+    statement: bytes,
+) -> None:
+    """The scheduler's connection dies at one statement of a firing (its answer never comes
+    back): the run row, its job and the schedule's advance commit together or not at all,
+    so the next tick fires the run if it was not, and it is fired exactly once."""
+    for url in postgres_schema_url():
+        direct = make_engine(url)
+        migrate(direct)
+        proxy = FaultProxy(("127.0.0.1", 5432))
+        proxied = make_engine(url.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}"))
+        try:
+            sessions = sessionmaker(proxied)
+            schedule_id = _schedule(sessions, "* * * * *", T0 - timedelta(seconds=30))
+            proxy.lose_reply(after=b"FOR UPDATE", at=statement)
+            scheduler = Scheduler(sessions, clock=lambda: T0)
+            deadline = time.monotonic() + 30
+            while not proxy.trapped.is_set():
+                assert time.monotonic() < deadline
+                scheduler.tick()
+            scheduler.tick()  # the next tick, as the scheduler's loop would run it
+            runs = _runs(sessionmaker(direct), schedule_id)
+            with sessionmaker(direct)() as session:
+                jobs = session.scalars(select(Job.id).where(Job.schedule_id == schedule_id)).all()
+                assert session.scalar(select(func.count()).select_from(ScheduleRun)) == 1
+            assert [run.job_id for run in runs] == list(jobs) and len(jobs) == 1
+        finally:
+            proxy.close()
+            proxied.dispose()
+            direct.dispose()
