@@ -165,7 +165,7 @@ def crawl(
         console.print(f"job {job_id}")
     if allow_private:
         settings = settings.model_copy(update={"allow_private_networks": True})
-    with CpuPool() as cpu:
+    with CpuPool(memory_mb=settings.pipeline_memory_mb) as cpu:
         cpu.warm()
         worker = Worker(
             sessions,

@@ -23,6 +23,9 @@ class Settings(BaseSettings):
     taken over by the others within it."""
     worker_hosts: int = 512
     """How many hosts one worker leases at most (it takes its fair share of those with work)."""
+    pipeline_memory_mb: int = 2048
+    """How much memory a pipeline process may take beyond its start-up size: a page that needs
+    more fails (`failed pipeline/MemoryError`) instead of the OOM killer picking a process."""
     source_address: str | None = None
     """Local address outgoing crawl connections bind to (a machine with several addresses)."""
     log_format: str = "json"

@@ -5,18 +5,20 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import resource
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 _ORPHAN_CHECK_S = 1.0
 
 
-def _init_worker(parent: int) -> None:
+def _init_worker(parent: int, memory_mb: int | None) -> None:
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     # Extraction is throughput work; the event loop (fetch timing, the API) is latency work
     # and must win the cores when both want them. SCHED_IDLE ranks below every nice level,
@@ -26,6 +28,19 @@ def _init_worker(parent: int) -> None:
     from harvester.pipeline import language, process  # noqa: F401
 
     language.identify("warm up")
+    if memory_mb is not None:
+        # A page that needs more than this fails its own call (MemoryError), instead of the
+        # OOM killer taking the largest process on the machine.
+        grown = _address_space() + memory_mb * 2**20
+        resource.setrlimit(resource.RLIMIT_AS, (grown, grown))
+
+
+def _address_space() -> int:
+    """This process's virtual memory size in bytes."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmSize:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmSize in /proc/self/status")
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -41,10 +56,12 @@ class CpuPool:
 
     A worker that dies (the OOM killer, a crash in a C extension) breaks the whole executor;
     the pool replaces it and retries the call once, so one bad page costs that page only.
+    With `memory_mb`, each worker may grow by that much beyond its start-up size.
     """
 
-    def __init__(self, workers: int | None = None) -> None:
+    def __init__(self, workers: int | None = None, memory_mb: int | None = None) -> None:
         self.workers = workers or os.cpu_count() or 1
+        self._memory_mb = memory_mb
         self._lock = threading.Lock()
         self._executor = self._start()
         self.replaced = 0
@@ -56,7 +73,7 @@ class CpuPool:
             self.workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_init_worker,
-            initargs=(os.getpid(),),
+            initargs=(os.getpid(), self._memory_mb),
         )
 
     def _replace(self, broken: ProcessPoolExecutor) -> None:

@@ -203,6 +203,7 @@ def crawl(
     guard: NetworkGuard | None = None,
     pool: ProxyPool | None = None,
     job_id: str | None = None,
+    cpu: CpuPool | None = None,
 ) -> tuple[str, Stats]:
     """Run one job's crawl to the end (every URL has an outcome) with a worker in this
     thread; nothing is built. Returns the job id and its counters."""
@@ -212,7 +213,7 @@ def crawl(
         sessions,
         store,
         Settings(host_lease_s=5.0),
-        cpu_pool(),
+        cpu or cpu_pool(),
         only_jobs={job_id},
         builds=False,
         stop_when=lambda: crawled(sessions, job_id),

@@ -52,6 +52,8 @@ class SiteState:
     """Page number → revision: a changed page has new text and a new ETag."""
     gone: set[int] = field(default_factory=set)
     """Pages that answer 404 (linked to as before)."""
+    heavy: set[int] = field(default_factory=set)
+    """Pages that answer 2 MB of tiny elements: parsing them takes ~250 MB."""
     copies: dict[int, int] = field(default_factory=dict)
     """Page number → the page whose text it repeats with one word changed (a near duplicate)."""
 
@@ -164,6 +166,8 @@ class Handler(BaseHTTPRequestHandler):
             etag = f'"p{path}"' + (f"-r{revision}" if revision else "")
             if number in st.gone or number >= st.pages:
                 self._send(404, "<html><body>gone</body></html>")
+            elif number in st.heavy:
+                self._send(200, "<html><body>" + "<p>w</p>" * 250_000 + "</body></html>")
             elif self.headers.get("If-None-Match") == etag:
                 self._send(304, headers={"ETag": etag})
             else:

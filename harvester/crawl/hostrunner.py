@@ -34,7 +34,7 @@ from harvester.crawl.pagework import work_page
 from harvester.crawl.ratecontrol import DomainRateController
 from harvester.crawl.recorder import OutcomeRecorder
 from harvester.errors import FetchError, FetchSkipped, LeaseLost, Redirected
-from harvester.pipeline.process import Page, Processed
+from harvester.pipeline.process import Page
 
 logger = logging.getLogger(__name__)
 
@@ -351,8 +351,11 @@ class HostRunner:
                 )
             except Exception as exc:  # a broken page or worker costs this page only
                 logger.exception("pipeline failed", extra={"job_id": job.job_id, "url": entry.url})
-                processed = Processed(None, None, f"pipeline/{type(exc).__name__}")
-                outcome.counters[f"pipeline/error/{type(exc).__name__}"] += 1
+                # Failed, not fetched-and-dropped: nothing is staged, so a refresh keeps the
+                # page's document from the parent snapshot instead of losing it.
+                outcome.finish("failed", f"pipeline/{type(exc).__name__}")
+                self._shared.recorder.record(job.job_id, job.spec.limits.max_pages, outcome)
+                return
         outcome.counters.update(processed.counters)
         outcome.dropped = processed.dropped
         outcome.finish("fetched", status=result.status)

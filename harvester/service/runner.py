@@ -50,7 +50,7 @@ async def run_roles(
     with contextlib.ExitStack() as stack:
         the_worker = None
         if worker:
-            cpu = stack.enter_context(CpuPool())
+            cpu = stack.enter_context(CpuPool(memory_mb=settings.pipeline_memory_mb))
             the_worker = Worker(sessions, store, settings, cpu)
             stops.append(the_worker.stop)
         server = None
