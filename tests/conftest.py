@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -133,6 +132,11 @@ def _wait_listening(host: str, port: int, proc: subprocess.Popen[bytes]) -> None
     raise RuntimeError(f"proxy on {host}:{port} did not start")
 
 
+# pproxy switches to uvloop when it is installed (the service uses it), and its start-up then
+# fails on uvloop's stricter get_event_loop(): it runs on plain asyncio.
+_PPROXY = "import sys; sys.modules['uvloop'] = None; from pproxy.server import main; main()"
+
+
 class Proxies:
     """Real proxies: pproxy HTTP x2 (one with credentials), pproxy SOCKS5, a 403-to-everything
     server and a dead address. Each pproxy binds its outgoing side to its own address, so the
@@ -140,20 +144,21 @@ class Proxies:
 
     def __init__(self) -> None:
         self.procs: list[subprocess.Popen[bytes]] = []
-        exe = shutil.which("pproxy", path=str(Path(sys.executable).parent)) or "pproxy"
-        self.http1 = self._pproxy(exe, "http", "127.0.0.21")
-        self.http2 = self._pproxy(exe, "http", "127.0.0.22", auth="alice:s3cret")
-        self.socks = self._pproxy(exe, "socks5", "127.0.0.23")
+        self.http1 = self._pproxy("http", "127.0.0.21")
+        self.http2 = self._pproxy("http", "127.0.0.22", auth="alice:s3cret")
+        self.socks = self._pproxy("socks5", "127.0.0.23")
         self.forbidding = start(ThreadingHTTPServer(("127.0.0.24", 0), Forbidding))
         self.forbidding.hits = 0  # type: ignore[attr-defined]
         self.forbidding_url = f"http://127.0.0.24:{self.forbidding.server_address[1]}"
         self.dead_url = f"http://127.0.0.25:{free_port('127.0.0.25')}"
 
-    def _pproxy(self, exe: str, scheme: str, host: str, auth: str | None = None) -> str:
+    def _pproxy(self, scheme: str, host: str, auth: str | None = None) -> str:
         port = free_port(host)
         listen = f"{scheme}://{host}:{port}/@{host}" + (f"#{auth}" if auth else "")
         proc = subprocess.Popen(
-            [exe, "-l", listen], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            [sys.executable, "-c", _PPROXY, "-l", listen],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         self.procs.append(proc)
         _wait_listening(host, port, proc)

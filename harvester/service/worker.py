@@ -240,6 +240,7 @@ class Worker:
             elif runner.lost and self._tokens.get(runner.host) == runner.token:
                 # It stopped because no heartbeat got through: never renewed again, the lease
                 # expires and whoever takes the host next puts its claimed URLs back.
+                logger.warning("lost the lease on %s: no heartbeat proves it", runner.host)
                 del self._tokens[runner.host]
             if self.runners.get(runner.host) is runner:
                 del self.runners[runner.host]
@@ -256,7 +257,7 @@ class Worker:
                 await self.jobs.pop(job_id).aclose()
         for row in rows:
             if row.state == JobState.QUEUED and not self._stopping.is_set():
-                if await self._start(row.id, row.spec):
+                if await self._start(row.id, row.spec) and row.id not in self.jobs:
                     await self._join(row.id, row.spec)  # now, not a tick later
             elif row.state == JobState.RUNNING and row.id not in self.jobs:
                 await self._join(row.id, row.spec)
