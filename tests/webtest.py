@@ -52,6 +52,8 @@ class SiteState:
     """Page number → revision: a changed page has new text and a new ETag."""
     gone: set[int] = field(default_factory=set)
     """Pages that answer 404 (linked to as before)."""
+    unvalidated: set[int] = field(default_factory=set)
+    """Pages that answer without an ETag (and ignore If-None-Match)."""
     heavy: set[int] = field(default_factory=set)
     """Pages that answer 2 MB of tiny elements: parsing them takes ~250 MB."""
     copies: dict[int, int] = field(default_factory=dict)
@@ -168,11 +170,12 @@ class Handler(BaseHTTPRequestHandler):
                 self._send(404, "<html><body>gone</body></html>")
             elif number in st.heavy:
                 self._send(200, "<html><body>" + "<p>w</p>" * 250_000 + "</body></html>")
-            elif self.headers.get("If-None-Match") == etag:
+            elif number not in st.unvalidated and self.headers.get("If-None-Match") == etag:
                 self._send(304, headers={"ETag": etag})
             else:
                 html = page_html(number, st.pages, revision, copy_of=st.copies.get(number))
-                self._send(200, html, headers={"ETag": etag})
+                validated = number not in st.unvalidated
+                self._send(200, html, headers={"ETag": etag} if validated else {})
         elif path.startswith("/orphan/") or path.startswith("/private/"):
             self._send(200, f"<html><body><p>{path}</p></body></html>")
         else:

@@ -277,22 +277,37 @@ def claim(
 def _validators(
     session: Session, dataset: str, job_id: str, urls: list[str]
 ) -> dict[str, tuple[str | None, str | None]]:
+    """The validators to revalidate `urls` with: those of each URL's newest outcome in an
+    earlier job of the dataset whose snapshot was committed, and only if that outcome put
+    the page's document there (fetched and kept, or not modified). After a 404 or a drop the
+    snapshot holds no document a 304 could keep, and a 200 without an ETag retires the old
+    one: the page is fetched in full."""
     rows = session.execute(
-        select(FrontierEntry.url, FrontierEntry.etag, FrontierEntry.last_modified)
+        select(
+            FrontierEntry.url,
+            FrontierEntry.outcome,
+            FrontierEntry.dropped,
+            FrontierEntry.etag,
+            FrontierEntry.last_modified,
+        )
         .join(Job, Job.id == FrontierEntry.job_id)
         .where(
             Job.dataset == dataset,
             Job.id != job_id,
             FrontierEntry.url.in_(urls),
-            FrontierEntry.outcome == "fetched",
-            # A page the pipeline dropped is fetched in full again, so a refresh retries it.
-            FrontierEntry.dropped.is_(None),
-            # Only a job whose snapshot was committed holds the documents a 304 keeps.
+            FrontierEntry.state == "done",
             Job.snapshot_version.is_not(None),
         )
-        .order_by(FrontierEntry.fetched_at)
+        .order_by(Job.snapshot_version, FrontierEntry.id)
     ).all()
-    return {r.url: (r.etag, r.last_modified) for r in rows if r.etag or r.last_modified}
+    newest = {r.url: r for r in rows}  # ascending: the last row of a URL is its newest
+    return {
+        url: (r.etag, r.last_modified)
+        for url, r in newest.items()
+        if r.outcome in ("fetched", "not-modified")
+        and r.dropped is None
+        and (r.etag or r.last_modified)
+    }
 
 
 @dataclass

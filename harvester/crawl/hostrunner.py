@@ -323,8 +323,11 @@ class HostRunner:
         outcome.final_url = result.final_url
         outcome.content_type = result.content_type
         outcome.fetched_at = result.fetched_at
-        outcome.etag = result.etag or entry.etag
-        outcome.last_modified = result.last_modified or entry.last_modified
+        # A 304 confirms the validators that were sent; a 200 brings its own, or none: an old
+        # ETag must never outlive the document it stood for.
+        carried = result.not_modified
+        outcome.etag = result.etag or (entry.etag if carried else None)
+        outcome.last_modified = result.last_modified or (entry.last_modified if carried else None)
         if result.not_modified:
             outcome.finish("not-modified", status=result.status)
             return None

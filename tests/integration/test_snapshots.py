@@ -118,6 +118,36 @@ def test_refresh_keeps_ids_and_splits_and_records_changes(
     assert manifest.stats["fetch/outcome/not-modified"] >= 17
 
 
+def test_a_page_that_drops_its_etag_is_never_revalidated_with_the_old_one(
+    sqlite_catalog: sessionmaker[Session], sites: list[SiteServer], store: BlobStore
+) -> None:
+    site = sites[0]
+    spec = _spec([site])
+    crawl_and_build(spec, sqlite_catalog, store)
+    site.state.revisions[3] = 1  # changed text, and now served without an ETag
+    site.state.unvalidated.add(3)
+    crawl_and_build(spec, sqlite_catalog, store)
+    site.state.log.clear()
+    crawl_and_build(spec, sqlite_catalog, store)
+    [third] = [h for h in site.state.log if h.path == "/page/3"]
+    # The v1 ETag stood for the old text: sending it could keep that text for ever (a 304).
+    assert "If-None-Match" not in third.headers
+
+
+def test_a_page_that_was_gone_and_came_back_returns_to_the_dataset(
+    sqlite_catalog: sessionmaker[Session], sites: list[SiteServer], store: BlobStore
+) -> None:
+    site = sites[0]
+    spec = _spec([site])
+    crawl_and_build(spec, sqlite_catalog, store)
+    site.state.gone.add(3)  # a bad deploy: 404, so v2 drops it
+    crawl_and_build(spec, sqlite_catalog, store)
+    assert site.origin + "/page/3" not in _by_url(store, "web")
+    site.state.gone.clear()  # back, unchanged: same text, same ETag as in v1
+    crawl_and_build(spec, sqlite_catalog, store)
+    assert site.origin + "/page/3" in _by_url(store, "web")
+
+
 def test_new_near_duplicate_is_dropped_against_the_parent(
     sqlite_catalog: sessionmaker[Session], sites: list[SiteServer], store: BlobStore
 ) -> None:
