@@ -155,6 +155,33 @@ class Cluster:
     def fetched(self, job_id: str) -> int:
         return int((self.job(job_id).stats or {}).get("fetch/outcome/fetched", 0))
 
+    def wait_fetched(self, job_id: str, count: int) -> None:
+        """Until the job has fetched `count` pages."""
+        deadline = time.monotonic() + 60
+        while self.fetched(job_id) < count:
+            assert time.monotonic() < deadline, self.tail()
+            time.sleep(0.1)
+
+    def crawl(self, dataset: str, sites: list[SiteServer], rate: float) -> str:
+        """Submit a job over `sites` at `rate` requests/s per host."""
+        seeds = [s.origin + "/" for s in sites]
+        politeness = {"requests_per_second": rate}
+        return self.submit({"dataset": dataset, "seeds": seeds, "politeness": politeness})
+
+    def assert_each_url_once(self, job_id: str) -> None:
+        """Every URL of the job has one outcome, and no page was staged twice."""
+        with self.sessions() as session:
+            states = Counter(
+                session.scalars(select(FrontierEntry.state).where(FrontierEntry.job_id == job_id))
+            )
+            parts = session.scalars(
+                select(StagingPart.path).where(StagingPart.job_id == job_id)
+            ).all()
+        assert set(states) == {"done"}, states
+        staged = pq.read_table([str(self.store / p) for p in parts], columns=["url"])
+        urls = staged.column("url").to_pylist()
+        assert len(urls) == len(set(urls)), "a page was committed twice"
+
     def tail(self) -> str:
         return "\n".join(p.name + ":\n" + p.read_text()[-3000:] for p in self.logs.glob("*.log"))
 
@@ -235,18 +262,8 @@ def _assert_polite_and_exclusive(web: list[SiteServer]) -> None:
 
 def _assert_each_url_once(cluster: Cluster, job_ids: list[str]) -> None:
     """Every URL has one outcome; each job's snapshot has each document once."""
-    with cluster.sessions() as session:
-        states = Counter(
-            session.scalars(select(FrontierEntry.state).where(FrontierEntry.job_id.in_(job_ids)))
-        )
-        assert set(states) == {"done"}, states
-        for job_id in job_ids:
-            parts = session.scalars(
-                select(StagingPart.path).where(StagingPart.job_id == job_id)
-            ).all()
-            staged = pq.read_table([str(cluster.store / p) for p in parts], columns=["url"])
-            urls = staged.column("url").to_pylist()
-            assert len(urls) == len(set(urls)), "a page was committed twice"
+    for job_id in job_ids:
+        cluster.assert_each_url_once(job_id)
     snapshots = Snapshots(BlobStore.from_url(str(cluster.store)))
     for name in ("slow", "fast"):
         documents = snapshots.documents(snapshots.manifest(name), columns=["id", "url"])
@@ -357,17 +374,8 @@ def test_a_worker_cut_off_from_the_catalog_stops_fetching_and_carries_on(
         first = cluster.start_worker(1, database=cut_off)
         cluster.start_api()
         cluster.wait_workers(1)
-        job = cluster.submit(
-            {
-                "dataset": "cut",
-                "seeds": [s.origin + "/" for s in sites],
-                "politeness": {"requests_per_second": rate},
-            }
-        )
-        deadline = time.monotonic() + 60
-        while cluster.fetched(job) < 6:
-            assert time.monotonic() < deadline, cluster.tail()
-            time.sleep(0.1)
+        job = cluster.crawl("cut", sites, rate)
+        cluster.wait_fetched(job, 6)
         getattr(proxy, fault)()
         cluster.start_worker(2)
         deadline = time.monotonic() + 60
@@ -388,15 +396,7 @@ def test_a_worker_cut_off_from_the_catalog_stops_fetching_and_carries_on(
         assert min(gaps) >= 0.95 / rate, (site.origin, min(gaps))
         peers = [peer for peer, _ in itertools.groupby(h.peer for h in site.state.log)]
         assert peers == ["127.0.1.1", "127.0.1.2"], f"{site.origin} served by turns {peers}"
-    with cluster.sessions() as session:
-        rows = session.execute(
-            select(FrontierEntry.url, FrontierEntry.state).where(FrontierEntry.job_id == job)
-        ).all()
-        parts = session.scalars(select(StagingPart.path).where(StagingPart.job_id == job)).all()
-    assert {state for _, state in rows} == {"done"}
-    staged = pq.read_table([str(cluster.store / p) for p in parts], columns=["url"])
-    urls = staged.column("url").to_pylist()
-    assert len(urls) == len(set(urls)), "a page was committed twice"
+    cluster.assert_each_url_once(job)
     assert "lease" in (cluster.logs / "worker-1.log").read_text()
 
 
@@ -419,17 +419,8 @@ def test_a_postgres_restart_mid_crawl_loses_and_repeats_nothing(cluster: Cluster
         workers = [cluster.start_worker(n) for n in (1, 2)]
         cluster.start_api()
         cluster.wait_workers(2)
-        job = cluster.submit(
-            {
-                "dataset": "restart",
-                "seeds": [s.origin + "/" for s in sites],
-                "politeness": {"requests_per_second": rate},
-            }
-        )
-        deadline = time.monotonic() + 60
-        while cluster.fetched(job) < 10:
-            assert time.monotonic() < deadline, cluster.tail()
-            time.sleep(0.1)
+        job = cluster.crawl("restart", sites, rate)
+        cluster.wait_fetched(job, 10)
         _restart_postgres()
         assert cluster.wait(job).state == "succeeded", cluster.tail()
         assert all(w.poll() is None for w in workers), "a worker died of the restart"
@@ -437,15 +428,7 @@ def test_a_postgres_restart_mid_crawl_loses_and_repeats_nothing(cluster: Cluster
         for site in sites:
             site.shutdown()
             site.server_close()
-    with cluster.sessions() as session:
-        states = Counter(
-            session.scalars(select(FrontierEntry.state).where(FrontierEntry.job_id == job))
-        )
-        parts = session.scalars(select(StagingPart.path).where(StagingPart.job_id == job)).all()
-    assert set(states) == {"done"}, states
-    staged = pq.read_table([str(cluster.store / p) for p in parts], columns=["url"])
-    urls = staged.column("url").to_pylist()
-    assert len(urls) == len(set(urls)), "a page was committed twice"
+    cluster.assert_each_url_once(job)
     fetched = Counter((s.origin, h.path) for s in sites for h in s.state.log)
     # A page fetched twice is a URL whose outcome was in flight at the restart (it went back
     # to pending): at most the URLs a worker holds in flight, never a whole batch.
@@ -479,10 +462,7 @@ def test_a_sigkilled_workers_job_is_resumed_by_the_next_worker(tmp_path: Path) -
     try:
         job_id = create_job(sessions, _spec("resumed", site, 20))
         first = _sqlite_worker(database, tmp_path / "store", tmp_path / "first.log")
-        deadline = time.monotonic() + 60
-        while cluster.fetched(job_id) < 10:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        cluster.wait_fetched(job_id, 10)
         first.send_signal(signal.SIGKILL)
         first.wait()
         assert cluster.job(job_id).state == "running"
@@ -517,10 +497,7 @@ def test_sigterm_gives_hosts_back_and_keeps_every_outcome(tmp_path: Path) -> Non
         job_id = create_job(sessions, _spec("released", site, 10))
         log = tmp_path / "worker.log"
         worker = _sqlite_worker(database, tmp_path / "store", log)
-        deadline = time.monotonic() + 60
-        while cluster.fetched(job_id) < 5:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        cluster.wait_fetched(job_id, 5)
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(30) == 0, log.read_text()
         job = cluster.job(job_id)
