@@ -33,12 +33,17 @@ DEFAULT_TRACKING_PARAMS = (
     "igshid",
 )
 DEFAULT_BAN_MARKERS = (
+    # Signatures of challenge interstitials (Cloudflare, DataDome, PerimeterX), never of the
+    # captcha widgets (g-recaptcha, h-captcha) ordinary pages embed in their forms.
+    "/cdn-cgi/challenge-platform/",
+    "cf-chl-",
     "cf-challenge",
-    "g-recaptcha",
-    "h-captcha",
     "captcha-delivery",
-    "Attention Required!",
+    "px-captcha",
+    "Attention Required! | Cloudflare",
 )
+CHALLENGE_MAX_CHARS = 64_000
+"""A page longer than this is content, whatever it quotes: interstitials are small."""
 
 
 class _Section(BaseModel):
@@ -218,7 +223,8 @@ class JobSpec(_Section):
     retry: Retry = Retry()
     proxy_pool: str | None = None
     ban_markers: list[str] = list(DEFAULT_BAN_MARKERS)
-    """Body substrings that mark a challenge or captcha page: the proxy is banned for the domain."""
+    """Body substrings that mark a challenge interstitial (in a page of at most
+    `CHALLENGE_MAX_CHARS`): through a proxy, it is banned for the domain."""
     conditional_requests: bool = True
     """Send If-None-Match / If-Modified-Since when the dataset has seen the URL before."""
     pipeline: Pipeline = Pipeline()

@@ -256,8 +256,21 @@ class Handler(BaseHTTPRequestHandler):
                 b"<html><body><p>broken <a href='/page/1'>one<div><a href=/page/2>"
                 b"\xff\xfe<<<>>></table></html",
             )
-        elif path == "/challenge":
-            self._send(200, "<html><body><div class='g-recaptcha'></div></body></html>")
+        elif path == "/challenge":  # a Cloudflare-style interstitial
+            self._send(
+                200,
+                "<html><head><title>Just a moment...</title></head><body>"
+                "<script src='/cdn-cgi/challenge-platform/h/b/orchestrate/chl_page/v1'></script>"
+                "</body></html>",
+            )
+        elif path == "/newsletter":  # an article with a captcha widget in its footer form
+            text = prose(random.Random(11), 120)
+            self._send(
+                200,
+                f"<html><body><article><h1>Notes</h1><p>{text}</p></article>"
+                "<footer><form><div class='g-recaptcha' data-sitekey='x'></div>"
+                "<div class='h-captcha'></div></form></footer></body></html>",
+            )
         elif path == "/gone":
             self._send(404, "not here")
         else:

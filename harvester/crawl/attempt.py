@@ -19,6 +19,7 @@ from harvester.errors import (
     ProxyFailure,
     TransientFetchError,
 )
+from harvester.spec import CHALLENGE_MAX_CHARS
 
 
 class FetchPolicy:
@@ -107,8 +108,9 @@ class FetchPolicy:
                 job.slots.release()
         self.controller.on_response(result.status, result.elapsed, None)
         counters[f"fetch/status/{result.status}"] += 1
-        marker = next((m for m in job.spec.ban_markers if m in result.text), None)
-        if marker is not None:
+        if len(result.text) <= CHALLENGE_MAX_CHARS and any(
+            marker in result.text for marker in job.spec.ban_markers
+        ):
             counters["proxy/ban/marker" if proxy else "fetch/challenge"] += 1
             if proxy is None or pool is None:
                 raise PermanentFetchError("challenge", "challenge or captcha page")

@@ -22,6 +22,7 @@ FAULTS = {
     "/wrong-charset": ("fetched", None),
     "/malformed": ("fetched", None),
     "/challenge": ("failed", "challenge"),
+    "/newsletter": ("fetched", None),  # a captcha widget is not a challenge
     "/gone": ("failed", "status/404"),
     "/to-other-domain": ("skipped", "scope/domain"),
     "/flaky": ("fetched", None),
