@@ -135,13 +135,15 @@ class OutcomeRecorder:
         async with self._lock:
             buffers, self._buffers = self._buffers, {}
             hosts: set[str] = set()
-            for job_id, buffer in buffers.items():
-                hosts |= {row["host"] for row in buffer.new_rows}
-                self._flushing = len(buffer.outcomes) + len(buffer.staged)
-                try:
+            self._flushing = sum(len(b.outcomes) + len(b.staged) for b in buffers.values())
+            try:
+                for job_id, buffer in buffers.items():
+                    hosts |= {row["host"] for row in buffer.new_rows}
+                    size = len(buffer.outcomes) + len(buffer.staged)
                     await self._flush_job(job_id, buffer)
-                finally:
-                    self._flushing = 0
+                    self._flushing -= size
+            finally:
+                self._flushing = 0
             return hosts
 
     async def _flush_job(self, job_id: str, buffer: _Pending) -> None:
