@@ -236,6 +236,7 @@ def run(
         "rss_mb": max(rss),
         "long_gaps": sum(1 for g in gaps if g > 1.5 / rate) if rate < 1000 else 0,
         "max_gap": max(gaps) if gaps else 0.0,
+        "mean_gap": sum(gaps) / len(gaps) if gaps else 0.0,
         "start_s": first - created,
         "tail_s": done - last,
     }
@@ -280,7 +281,7 @@ def main() -> None:
             print(
                 f"{'workers':>7} {'seconds':>8} {'fetched':>8} {'pages/s':>8} {'/core':>7} "
                 f"{'÷bound':>7} {'gaps<.95/r':>10} {'tx/page':>8} {'RSS MB':>7} "
-                f"{'start s':>7} {'tail s':>6} {'gaps>1.5/r':>10} {'max gap':>7}"
+                f"{'start s':>7} {'tail s':>6} {'gaps>1.5/r':>10} {'max gap':>7} {'mean gap':>8}"
             )
             for n in args.workers:
                 r = run(args, n, rate, port, log, server.pid)
@@ -292,7 +293,7 @@ def main() -> None:
                     f"{r['per_core']:>7.1f} {ratio:>7.3f} {short:>10} "
                     f"{r['tx_per_page']:>8.2f} {r['rss_mb']:>7.0f} "
                     f"{r['start_s']:>7.1f} {r['tail_s']:>6.1f} {r['long_gaps']:>10} "
-                    f"{r['max_gap']:>7.1f}",
+                    f"{r['max_gap']:>7.1f} {r['mean_gap']:>8.3f}",
                     flush=True,
                 )
     finally:
