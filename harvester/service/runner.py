@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -101,6 +102,10 @@ async def run_roles(
             the_scheduler = Scheduler(sessions)
             stops.append(the_scheduler.stop)
             tasks.append(_task(the_scheduler.run()))
+        # What start-up left (modules, classes, the app) lives as long as the process: frozen,
+        # full collections no longer walk it (bench/scale.py, one polite worker: each paused
+        # the loop that times requests 137 ms on average, 50 ms once frozen).
+        gc.freeze()
         if serving is not None:
             await serving
             stop()
