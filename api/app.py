@@ -23,7 +23,7 @@ def create_app(
     worker: Worker | None = None,
 ) -> FastAPI:
     """The API; `worker` (in `harvester serve`) lets it show live proxy health."""
-    store = BlobStore.from_url(settings.storage_url, settings.s3_endpoint)
+    store = BlobStore.from_settings(settings)
     app = FastAPI(
         title="Harvester",
         version="0.1.0",

@@ -12,9 +12,11 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from harvester.errors import ConfigurationError, HarvesterError, NotFound
+from harvester.errors import ConfigurationError, HarvesterError, NotFound, StorageError
 
 logger = logging.getLogger(__name__)
 
@@ -32,8 +34,18 @@ def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details}}
 
 
-def _json(status: int, code: str, message: str, details: Any = None) -> JSONResponse:
-    return JSONResponse(jsonable_encoder(error_body(code, message, details)), status_code=status)
+def _json(
+    status: int,
+    code: str,
+    message: str,
+    details: Any = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body = jsonable_encoder(error_body(code, message, details))
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+RETRY_AFTER_S = 5
 
 
 _HTTP_CODES = {
@@ -76,6 +88,19 @@ def install(app: FastAPI) -> None:
     async def _config(_: Request, exc: ConfigurationError) -> JSONResponse:
         return _json(422, "invalid", str(exc))
 
+    # An outage is not the client's fault nor a bug: 503, and when to try again.
+    @app.exception_handler(StorageError)
+    async def _storage(_: Request, exc: StorageError) -> JSONResponse:
+        logger.warning("storage unavailable: %s", exc)
+        return _unavailable("the object store is unavailable")
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(InterfaceError)
+    @app.exception_handler(PoolTimeout)
+    async def _catalog(_: Request, exc: Exception) -> JSONResponse:
+        logger.warning("catalog unavailable: %s", type(exc).__name__)
+        return _unavailable("the catalog is unavailable")
+
     @app.exception_handler(HarvesterError)
     async def _domain(_: Request, exc: HarvesterError) -> JSONResponse:
         logger.warning("request failed: %s", exc)
@@ -85,3 +110,8 @@ def install(app: FastAPI) -> None:
     async def _bug(_: Request, exc: Exception) -> JSONResponse:
         logger.exception("unhandled error")
         return _json(500, "internal", "internal error")
+
+
+def _unavailable(what: str) -> JSONResponse:
+    headers = {"Retry-After": str(RETRY_AFTER_S)}
+    return _json(503, "unavailable", f"{what}; try again shortly", headers=headers)

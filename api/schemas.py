@@ -251,5 +251,6 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         416: "Range not satisfiable",
         422: "Invalid input (the fields are named)",
         500: "Internal error",
+        503: "The catalog or the object store is unavailable for now; retry after Retry-After",
     }.items()
 }

@@ -152,7 +152,7 @@ def crawl(
             raise ConfigurationError(
                 f"spec names proxy pool {job_spec.proxy_pool!r}: pass --proxies"
             )
-        store = BlobStore.from_url(settings.storage_url, settings.s3_endpoint)
+        store = BlobStore.from_settings(settings)
     except ConfigurationError as exc:
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from exc
@@ -203,7 +203,7 @@ app.add_typer(datasets_app, name="datasets")
 
 def _snapshots() -> Snapshots:
     settings = Settings()
-    return Snapshots(BlobStore.from_url(settings.storage_url, settings.s3_endpoint))
+    return Snapshots(BlobStore.from_settings(settings))
 
 
 @datasets_app.command("list")

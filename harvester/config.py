@@ -14,6 +14,8 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///./var/harvester.db"
     storage_url: str = "./var/store"
     s3_endpoint: str | None = None
+    s3_timeout_s: float = 30.0
+    """An object-store call that gets no answer for this long fails (and is retried later)."""
     api_key: SecretStr | None = None
     allow_private_networks: bool = False
     allowed_networks: list[str] = []

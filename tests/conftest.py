@@ -30,6 +30,8 @@ from harvester.spec import parse_spec
 from harvester.stats import Stats
 from harvester.store.blob import BlobStore
 from harvester.store.manifest import Manifest
+from tests.faultproxy import FaultProxy
+from tests.s3server import S3_ENV, S3Server
 from tests.webtest import Forbidding, SiteServer, SiteState, start
 
 POSTGRES_URL = os.environ.get(
@@ -178,6 +180,37 @@ def proxies() -> Iterator[Proxies]:
     p = Proxies()
     yield p
     p.close()
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in S3_ENV.items():
+            env.setenv(name, value)
+        server = S3Server("127.0.0.30", free_port("127.0.0.30"))
+        _wait_listening(*server.address, server.proc)  # type: ignore[arg-type]
+        yield server
+        server.close()
+
+
+class S3Store:
+    """A fresh bucket on the S3 server, reached through a fault proxy."""
+
+    def __init__(self, server: S3Server) -> None:
+        self.proxy = FaultProxy(server.address)
+        self.endpoint = f"http://127.0.0.1:{self.proxy.port}"
+        self.url = f"s3://{server.bucket()}/harvester"
+        self.store = BlobStore.from_url(self.url, self.endpoint, s3_timeout_s=S3_TIMEOUT_S)
+
+
+S3_TIMEOUT_S = 2.0
+
+
+@pytest.fixture
+def s3(s3_server: S3Server) -> Iterator[S3Store]:
+    s3 = S3Store(s3_server)
+    yield s3
+    s3.proxy.close()
 
 
 _cpu: list[CpuPool] = []

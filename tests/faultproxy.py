@@ -5,6 +5,8 @@ Put it between a process and its catalog (or object store) to cause real network
 server), `cut()` resets every open connection and `refuse()` resets new ones (a restart),
 `heal()` goes back to forwarding. `lose_reply(after, at)` lets one statement through and
 drops its answer (a COMMIT that took effect while the client saw its connection die).
+For HTTP servers (an object store), `answer(reply)` answers every request itself (an S3
+503 SlowDown) and `slow(seconds)` delays every chunk.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ class FaultProxy:
         self._refusing = False
         self._open: set[socket.socket] = set()
         self._trap: tuple[bytes, bytes] | None = None
+        self._reply: bytes | None = None
+        self._delay = 0.0
         self.trapped = threading.Event()
         threading.Thread(target=self._accept, daemon=True, name="faultproxy").start()
 
@@ -60,9 +64,21 @@ class FaultProxy:
         self.trapped.clear()
         self._trap = (after, at)
 
+    def answer(self, reply: bytes) -> None:
+        """Reset open connections; answer each request on new ones with `reply` (a whole HTTP
+        response) and close the connection, until `heal()`."""
+        self._reply = reply
+        self.cut()
+
+    def slow(self, seconds: float) -> None:
+        """Forward every chunk, either way, `seconds` late."""
+        self._delay = seconds
+
     def heal(self) -> None:
         """Forward again."""
         self._refusing = False
+        self._reply = None
+        self._delay = 0.0
         self._flowing.set()
 
     def _springs(self, link: _Link, data: bytes) -> bool:
@@ -89,6 +105,9 @@ class FaultProxy:
             if self._refusing:
                 _reset(client)
                 continue
+            if self._reply is not None:
+                threading.Thread(target=_answer, args=(client, self._reply), daemon=True).start()
+                continue
             try:
                 upstream = socket.create_connection(self.target, timeout=5)
             except OSError:
@@ -111,6 +130,8 @@ class FaultProxy:
                     self.cut()
                     self.trapped.set()
                     return
+                if self._delay:
+                    time.sleep(self._delay)
                 if not link.muted:
                     sink.sendall(data)
         except OSError:
@@ -137,3 +158,23 @@ def _reset(sock: socket.socket) -> None:
     with contextlib.suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         sock.close()
+
+
+def _answer(client: socket.socket, reply: bytes) -> None:
+    """Read one HTTP request (its body too, unless it waits for 100-continue), send `reply`,
+    close."""
+    with client:
+        client.settimeout(10)
+        data = b""
+        with contextlib.suppress(OSError):
+            while b"\r\n\r\n" not in data and (chunk := client.recv(_CHUNK)):
+                data += chunk
+            head, _, body = data.partition(b"\r\n\r\n")
+            lines = head.lower().split(b"\r\n")
+            length = next(
+                (int(h.split(b":")[1]) for h in lines if h.startswith(b"content-length:")), 0
+            )
+            if b"expect: 100-continue" not in lines:
+                while len(body) < length and (chunk := client.recv(_CHUNK)):
+                    body += chunk
+            client.sendall(reply)

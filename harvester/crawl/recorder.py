@@ -182,7 +182,7 @@ class OutcomeRecorder:
                 part = None  # the rest of the pages go to a new part
                 buffer.drop_hosts(exc.hosts)
                 self._on_fenced(exc.hosts)
-            except (SQLAlchemyError, StorageError, OSError) as exc:
+            except (SQLAlchemyError, StorageError) as exc:
                 delay = _BACKOFF_S[min(attempt, len(_BACKOFF_S) - 1)]
                 attempt += 1
                 logger.warning(
@@ -195,5 +195,5 @@ class OutcomeRecorder:
             return
         try:
             await asyncio.to_thread(self._store.delete, part[0])
-        except (StorageError, OSError):
+        except StorageError:
             logger.warning("could not delete uncommitted part %s", part[0])

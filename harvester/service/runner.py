@@ -45,7 +45,7 @@ async def run_roles(
     finishes its tick."""
     configure_logs(settings.log_format)
     sessions = open_catalog(settings.database_url)
-    store = BlobStore.from_url(settings.storage_url, settings.s3_endpoint)
+    store = BlobStore.from_settings(settings)
     stops: list[Callable[[], None]] = []
     tasks: list[asyncio.Task[None]] = []
     with contextlib.ExitStack() as stack:

@@ -152,7 +152,7 @@ class Worker:
         for step in steps:
             try:
                 await step()
-            except (SQLAlchemyError, StorageError, OSError) as exc:
+            except (SQLAlchemyError, StorageError) as exc:
                 # The catalog or the store is down for now: the next tick tries again.
                 logger.warning("%s failed: %s", step.__name__, exc)
             except Exception:

@@ -1,4 +1,9 @@
-"""A blob store rooted at a local directory or an S3 prefix, through pyarrow filesystems."""
+"""A blob store rooted at a local directory or an S3 prefix, through pyarrow filesystems.
+
+It is the one boundary where storage errors are translated: pyarrow raises OSError for a
+full disk as for an S3 503 or timeout; what leaves here is `NotFound` or `StorageError`
+naming the file and the action.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +11,28 @@ import contextlib
 import hashlib
 import posixpath
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from harvester.config import Settings
 from harvester.errors import ConfigurationError, NotFound, StorageError
+
+S3_CONNECT_TIMEOUT_S = 5.0
+S3_ATTEMPTS = 3
+
+
+@contextlib.contextmanager
+def _storage(action: str, relative: str) -> Iterator[None]:
+    try:
+        yield
+    except FileNotFoundError as exc:
+        raise NotFound(f"no stored file {relative!r}") from exc
+    except OSError as exc:
+        raise StorageError(f"cannot {action} {relative}: {exc}") from exc
 
 
 class BlobStore:
@@ -24,14 +43,23 @@ class BlobStore:
         self.root = root.rstrip("/")
 
     @classmethod
-    def from_url(cls, url: str, s3_endpoint: str | None = None) -> BlobStore:
+    def from_settings(cls, settings: Settings) -> BlobStore:
+        """The store a process's settings name."""
+        return cls.from_url(settings.storage_url, settings.s3_endpoint, settings.s3_timeout_s)
+
+    @classmethod
+    def from_url(
+        cls, url: str, s3_endpoint: str | None = None, s3_timeout_s: float = 30.0
+    ) -> BlobStore:
         """`file:///abs/path`, `s3://bucket/prefix` or a plain local path."""
         if url.startswith("s3://"):
             bucket_prefix = url.removeprefix("s3://").strip("/")
-            fs = (
-                pafs.S3FileSystem(endpoint_override=s3_endpoint)
-                if s3_endpoint
-                else pafs.S3FileSystem()
+            # A stalled object store must fail a call, not hang it: callers retry later.
+            fs = pafs.S3FileSystem(
+                endpoint_override=s3_endpoint,
+                connect_timeout=S3_CONNECT_TIMEOUT_S,
+                request_timeout=s3_timeout_s,
+                retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=S3_ATTEMPTS),
             )
             return cls(fs, bucket_prefix)
         if url.startswith("file://"):
@@ -55,7 +83,7 @@ class BlobStore:
         """Write a Parquet file atomically (temporary name, then rename); returns its size."""
         final = self.path(relative)
         temporary = f"{final}.tmp-{uuid.uuid4().hex}"
-        try:
+        with _storage("write", relative), self._forgetting(temporary):
             self.fs.create_dir(posixpath.dirname(final), recursive=True)
             pq.write_table(
                 table,
@@ -65,63 +93,59 @@ class BlobStore:
                 row_group_size=row_group_size,
             )
             self.fs.move(temporary, final)
-        except OSError as exc:
-            self._forget(temporary)
-            raise StorageError(f"cannot write {relative}: {exc}") from exc
-        size: int = self.fs.get_file_info(final).size
-        return size
+        return self.size(relative)
 
     def write_bytes(self, relative: str, data: bytes) -> None:
         """Write a small file atomically (temporary name, then rename)."""
         final = self.path(relative)
         temporary = f"{final}.tmp-{uuid.uuid4().hex}"
-        try:
+        with _storage("write", relative), self._forgetting(temporary):
             self.fs.create_dir(posixpath.dirname(final), recursive=True)
             with self.fs.open_output_stream(temporary) as out:
                 out.write(data)
             self.fs.move(temporary, final)
-        except OSError as exc:
-            self._forget(temporary)
-            raise StorageError(f"cannot write {relative}: {exc}") from exc
 
-    def _forget(self, temporary: str) -> None:
+    @contextlib.contextmanager
+    def _forgetting(self, temporary: str) -> Iterator[None]:
         """Remove what a failed write left (a full disk must not stay full of it)."""
-        with contextlib.suppress(OSError):
-            self.fs.delete_file(temporary)
+        try:
+            yield
+        except OSError:
+            with contextlib.suppress(OSError):
+                self.fs.delete_file(temporary)
+            raise
 
     def open_input(self, relative: str) -> pa.NativeFile:
         """A readable stream of a stored file (use as a context manager)."""
-        try:
+        with _storage("read", relative):
             return self.fs.open_input_stream(self.path(relative))
-        except FileNotFoundError as exc:
-            raise NotFound(f"no stored file {relative!r}") from exc
 
     def open_random(self, relative: str) -> pa.NativeFile:
         """A seekable reader of a stored file (use as a context manager)."""
-        try:
+        with _storage("read", relative):
             return self.fs.open_input_file(self.path(relative))
-        except FileNotFoundError as exc:
-            raise NotFound(f"no stored file {relative!r}") from exc
 
     def read_bytes(self, relative: str) -> bytes:
         """A whole file's content."""
-        with self.open_input(relative) as stream:
+        with _storage("read", relative), self.open_input(relative) as stream:
             data: bytes = stream.read()
         return data
 
     def exists(self, relative: str) -> bool:
         """True if a file is stored at `relative`."""
-        return bool(self.fs.get_file_info(self.path(relative)).type == pafs.FileType.File)
+        with _storage("look up", relative):
+            return bool(self.fs.get_file_info(self.path(relative)).type == pafs.FileType.File)
 
     def size(self, relative: str) -> int:
         """Size in bytes of a stored file."""
-        size: int = self.fs.get_file_info(self.path(relative)).size
+        with _storage("look up", relative):
+            size: int = self.fs.get_file_info(self.path(relative)).size
         return size
 
     def sha256(self, relative: str) -> str:
         """sha256 of a stored file, read in chunks."""
         digest = hashlib.sha256()
-        with self.fs.open_input_stream(self.path(relative)) as stream:
+        with _storage("read", relative), self.fs.open_input_stream(self.path(relative)) as stream:
             while chunk := stream.read(1 << 20):
                 digest.update(chunk)
         return digest.hexdigest()
@@ -129,35 +153,38 @@ class BlobStore:
     def subdirectories(self, prefix: str) -> list[str]:
         """Names of the directories directly under `prefix`."""
         selector = pafs.FileSelector(self.path(prefix), allow_not_found=True)
+        with _storage("list", prefix):
+            infos = self.fs.get_file_info(selector)
         return sorted(
-            posixpath.basename(info.path)
-            for info in self.fs.get_file_info(selector)
-            if info.type == pafs.FileType.Directory
+            posixpath.basename(info.path) for info in infos if info.type == pafs.FileType.Directory
         )
 
     def delete_dir(self, relative: str) -> None:
         """Remove a directory and everything under it, if it exists."""
-        if self.fs.get_file_info(self.path(relative)).type == pafs.FileType.Directory:
-            self.fs.delete_dir(self.path(relative))
+        with _storage("delete", relative):
+            if self.fs.get_file_info(self.path(relative)).type == pafs.FileType.Directory:
+                self.fs.delete_dir(self.path(relative))
 
     def list(self, prefix: str) -> list[str]:
         """Relative paths of the files under `prefix`."""
         selector = pafs.FileSelector(self.path(prefix), allow_not_found=True, recursive=True)
         start = len(self.root) + 1
-        return sorted(
-            info.path[start:]
-            for info in self.fs.get_file_info(selector)
-            if info.type == pafs.FileType.File
-        )
+        with _storage("list", prefix):
+            infos = self.fs.get_file_info(selector)
+        return sorted(info.path[start:] for info in infos if info.type == pafs.FileType.File)
 
     def delete(self, relative: str) -> None:
         """Remove a file if it exists."""
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(NotFound), _storage("delete", relative):
             self.fs.delete_file(self.path(relative))
 
     def read_parquet(
         self, relative: str | Sequence[str], columns: Sequence[str] | None = None
     ) -> pa.Table:
         """Read one Parquet file, or several as one table, optionally only some columns."""
-        paths = [self.path(r) for r in ([relative] if isinstance(relative, str) else relative)]
-        return pq.read_table(paths, filesystem=self.fs, columns=list(columns) if columns else None)
+        relatives = [relative] if isinstance(relative, str) else list(relative)
+        paths = [self.path(r) for r in relatives]
+        with _storage("read", ", ".join(relatives[:3]) + (" …" if len(relatives) > 3 else "")):
+            return pq.read_table(
+                paths, filesystem=self.fs, columns=list(columns) if columns else None
+            )
