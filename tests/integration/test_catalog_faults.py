@@ -6,11 +6,15 @@ from collections.abc import Iterator
 
 import pyarrow.parquet as pq
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from api import create_app
 from harvester.catalog.db import make_engine, migrate
 from harvester.catalog.models import FrontierEntry, StagingPart
+from harvester.config import Settings
+from harvester.service.keys import bootstrap
 from harvester.store.blob import BlobStore
 from tests.conftest import crawl, postgres_schema_url
 from tests.faultproxy import FaultProxy
@@ -64,3 +68,26 @@ def test_a_commit_whose_answer_was_lost_is_neither_repeated_nor_undone(
     urls = staged.column("url").to_pylist()
     assert len(urls) == len(set(urls)), "a page was staged twice"
     assert stats.get("fetch/outcome/fetched") == len(fetched)  # counted once
+
+
+def test_the_api_answers_503_while_the_catalog_is_down(
+    through_proxy: tuple[sessionmaker[Session], sessionmaker[Session], FaultProxy],
+    store: BlobStore,
+) -> None:
+    sessions, direct, proxy = through_proxy
+    key = bootstrap(direct, None)
+    settings = Settings(storage_url=store.root)
+    with TestClient(create_app(settings, sessions=sessions)) as client:
+        client.headers["Authorization"] = f"Bearer {key}"
+        assert client.get("/v1/jobs").status_code == 200
+        proxy.refuse()
+        answer = client.get("/v1/jobs")
+        assert answer.status_code == 503, answer.text
+        assert answer.json()["error"] == {
+            "code": "unavailable",
+            "message": "the catalog is unavailable; try again shortly",
+            "details": None,
+        }
+        assert answer.headers["retry-after"] == "5"
+        proxy.heal()
+        assert client.get("/v1/jobs").status_code == 200
