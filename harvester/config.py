@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     pipeline_memory_mb: int = 2048
     """How much memory a pipeline process may take beyond its start-up size: a page that needs
     more fails (`failed pipeline/MemoryError`) instead of the OOM killer picking a process."""
+    build_retry_s: float = 300.0
+    """How long a build waits out a catalog or object-store outage (retrying with back-off)
+    before its job fails with the error."""
     source_address: str | None = None
     """Local address outgoing crawl connections bind to (a machine with several addresses)."""
     log_format: str = "json"

@@ -36,7 +36,7 @@ from harvester.store.snapshots import Snapshots
 
 GONE_STATUSES = (404, 410)
 BUILD_LEASE_S = 30.0
-_BUILD_BEAT_S = 2.0
+BUILD_BEAT_S = 2.0
 
 
 class JobState(enum.StrEnum):
@@ -254,7 +254,7 @@ def build(
     done = threading.Event()
 
     def beat() -> None:
-        while not done.wait(_BUILD_BEAT_S):
+        while not done.wait(BUILD_BEAT_S):
             try:
                 if not renew_build(sessions, job_id, worker, token):
                     lost.set()

@@ -32,7 +32,7 @@ from harvester.crawl.jobcontext import JobContext
 from harvester.crawl.outcome import Outcome
 from harvester.crawl.pagework import work_page
 from harvester.crawl.ratecontrol import DomainRateController
-from harvester.crawl.recorder import OutcomeRecorder
+from harvester.crawl.recorder import MAX_BACKLOG, OutcomeRecorder
 from harvester.errors import FetchError, FetchSkipped, LeaseLost, Redirected
 from harvester.pipeline.process import Page
 
@@ -65,6 +65,15 @@ class Shared:
     flush_soon: Callable[[], None]
     proven: Callable[[], bool]
     """Whether a recent heartbeat proves the worker still holds its leases."""
+    in_pipeline: int = 0
+    """Fetched pages not yet handed to the recorder (each holds its body in memory)."""
+
+    @property
+    def backlogged(self) -> bool:
+        """True while so much fetched work waits that fetching should pause: the pipeline or
+        the commits (catalog, store) fall behind, and every further page would wait in
+        memory."""
+        return self.recorder.buffered + self.in_pipeline >= MAX_BACKLOG
 
 
 class HostRunner:
@@ -162,7 +171,7 @@ class HostRunner:
                     continue
                 idle_since = None
                 while (
-                    self._busy >= self._concurrency or self._shared.recorder.backlogged
+                    self._busy >= self._concurrency or self._shared.backlogged
                 ) and not self._stopping:
                     await self._wait()
                 job = self._shared.jobs.get(entry.job_id)
@@ -285,6 +294,7 @@ class HostRunner:
         self.fetched += 1
         self.last_fetch = time.monotonic()
         self.first_fetch = self.first_fetch or self.last_fetch
+        self._shared.in_pipeline += 1
         try:
             await self._process(job, entry, outcome, result)
         except Exception as exc:  # a bug must cost one URL, never the host
@@ -292,6 +302,8 @@ class HostRunner:
             failed = Outcome(entry.id, self.host)
             failed.finish("failed", f"internal/{type(exc).__name__}")
             recorder.record(job.job_id, max_pages, failed)
+        finally:
+            self._shared.in_pipeline -= 1
 
     async def _fetch_entry(
         self, job: JobContext, entry: Claimed, outcome: Outcome

@@ -123,12 +123,6 @@ class OutcomeRecorder:
         waiting = sum(len(b.outcomes) + len(b.staged) for b in self._buffers.values())
         return waiting + self._flushing
 
-    @property
-    def backlogged(self) -> bool:
-        """True while so much waits for a commit that fetching should pause: the catalog or
-        the store is failing, and every further page would wait in memory."""
-        return self.buffered >= MAX_BACKLOG
-
     async def flush(self) -> set[str]:
         """Commit every job's buffer; retries failed writes, never loses a batch it holds.
         Returns the hosts of the URLs it added to the frontier."""

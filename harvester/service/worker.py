@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import math
 import socket
@@ -52,6 +53,7 @@ TICK_S = 0.5
 FLUSH_S = 0.5
 STOP_GRACE_S = 10.0
 LEASE_MARGIN = 0.8
+_BUILD_BACKOFF_S = (2.0, 5.0, 10.0, 20.0, 30.0)
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -339,22 +341,7 @@ class Worker:
     def _start_build(self, job_id: str, token: int) -> None:
         def build() -> None:
             try:
-                with self._sessions() as session:
-                    raw = session.scalar(select(Job.spec).where(Job.id == job_id))
-                spec = parse_spec(raw or {})
-                jobs.build(self._sessions, self._store, job_id, spec, self.name, token)
-            except BuildError as exc:
-                logger.warning("build failed: %s", exc, extra={"job_id": job_id})
-            except (StorageError, OSError) as exc:  # a full disk, the store down: say so
-                logger.warning("build failed: %s", exc, extra={"job_id": job_id})
-                with contextlib.suppress(Exception):
-                    jobs.finish(
-                        self._sessions,
-                        job_id,
-                        JobState.FAILED,
-                        f"storage: {exc}",
-                        fence=(self.name, token),
-                    )
+                self._build(job_id, token)
             except Exception as exc:  # one broken build must not take the worker down
                 logger.exception("build crashed", extra={"job_id": job_id})
                 with contextlib.suppress(Exception):
@@ -374,6 +361,54 @@ class Worker:
         self._builds[job_id] = thread
         logger.info("building", extra={"job_id": job_id, "worker": self.name})
         thread.start()
+
+    def _build(self, job_id: str, token: int) -> None:
+        """Build the job's snapshot; a catalog or store outage is waited out (with back-off,
+        holding the build claim) for up to `build_retry_s`, then fails the job with why."""
+        give_up = time.monotonic() + self._settings.build_retry_s
+        for attempt in itertools.count():
+            try:
+                with self._sessions() as session:
+                    raw = session.scalar(select(Job.spec).where(Job.id == job_id))
+                spec = parse_spec(raw or {})
+                jobs.build(self._sessions, self._store, job_id, spec, self.name, token)
+                return
+            except BuildError as exc:
+                logger.warning("build failed: %s", exc, extra={"job_id": job_id})
+                return
+            except (StorageError, SQLAlchemyError) as exc:
+                what = "storage" if isinstance(exc, StorageError) else "catalog"
+                reason = f"{what}: {exc}" if what == "storage" else f"{what}: {type(exc).__name__}"
+                delay = _BUILD_BACKOFF_S[min(attempt, len(_BUILD_BACKOFF_S) - 1)]
+                if time.monotonic() + delay > give_up:
+                    logger.warning("build failed: %s", reason, extra={"job_id": job_id})
+                    with contextlib.suppress(Exception):
+                        jobs.finish(
+                            self._sessions,
+                            job_id,
+                            JobState.FAILED,
+                            reason,
+                            fence=(self.name, token),
+                        )
+                    return
+                logger.warning(
+                    "build interrupted (%s); retrying in %.0f s", reason, delay,
+                    extra={"job_id": job_id},
+                )  # fmt: skip
+                if not self._hold_build(job_id, token, delay):
+                    return  # another worker took the build over
+
+    def _hold_build(self, job_id: str, token: int, seconds: float) -> bool:
+        """Wait `seconds`, keeping the build claim alive; False when it moved."""
+        until = time.monotonic() + seconds
+        while (left := until - time.monotonic()) > 0:
+            time.sleep(min(left, jobs.BUILD_BEAT_S))
+            try:
+                if not jobs.renew_build(self._sessions, job_id, self.name, token):
+                    return False
+            except SQLAlchemyError:
+                continue  # the catalog is still down: the claim holds until it expires
+        return True
 
     # ---- committing and stopping -------------------------------------------------------
 

@@ -114,40 +114,63 @@ def test_a_store_outage_pauses_the_crawl_and_loses_nothing(
     assert not [p for p in s3.store.list("staging") if ".tmp-" in p]  # no leftovers
 
 
-def test_a_store_outage_during_the_build_fails_the_job_and_publishes_nothing(
-    sqlite_catalog: sessionmaker[Session], s3: S3Store
-) -> None:
-    site = start(SiteServer("127.0.5.13", SiteState(pages=20, sitemap=False)))
-    try:
-        job_id, _ = crawl(_spec(site, 20), sqlite_catalog, s3.store)
-    finally:
-        site.shutdown()
-        site.server_close()
-    s3.proxy.answer(SLOW_DOWN)
-
+def _build(sessions: sessionmaker[Session], s3: S3Store, job_id: str, retry_s: float) -> Job:
     def finished() -> bool:
-        with sqlite_catalog() as session:
+        with sessions() as session:
             job = session.get(Job, job_id)
             return job is not None and job.state in ("succeeded", "failed")
 
     builder = Worker(
-        sqlite_catalog,
+        sessions,
         s3.store,
-        Settings(host_lease_s=5.0),
+        Settings(host_lease_s=5.0, build_retry_s=retry_s),
         cpu_pool(),
         only_jobs={job_id},
         stop_when=finished,
         guard=NetworkGuard(True),
     )
     asyncio.run(builder.run())
-    s3.proxy.heal()
-    with sqlite_catalog() as session:
+    with sessions() as session:
         job = session.get(Job, job_id)
         assert job is not None
+        return job
+
+
+def _crawled(sessions: sessionmaker[Session], s3: S3Store, address: str) -> str:
+    site = start(SiteServer(address, SiteState(pages=20, sitemap=False)))
+    try:
+        job_id, _ = crawl(_spec(site, 20), sessions, s3.store)
+    finally:
+        site.shutdown()
+        site.server_close()
+    return job_id
+
+
+def test_a_build_waits_out_a_store_outage(
+    sqlite_catalog: sessionmaker[Session], s3: S3Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    job_id = _crawled(sqlite_catalog, s3, "127.0.5.13")
+    s3.proxy.answer(SLOW_DOWN)
+    threading.Timer(6.0, s3.proxy.heal).start()
+    job = _build(sqlite_catalog, s3, job_id, retry_s=120.0)
+    assert job.state == "succeeded", job.error
+    assert "build interrupted (storage: " in caplog.text
+    manifest = Snapshots(s3.store).manifest("s3")
+    assert manifest.jobs == [job_id]
+    assert len(Snapshots(s3.store).documents(manifest, ["id"])) == 20
+
+
+def test_a_store_outage_that_outlasts_the_build_retries_fails_the_job_and_publishes_nothing(
+    sqlite_catalog: sessionmaker[Session], s3: S3Store
+) -> None:
+    job_id = _crawled(sqlite_catalog, s3, "127.0.5.15")
+    s3.proxy.answer(SLOW_DOWN)
+    job = _build(sqlite_catalog, s3, job_id, retry_s=3.0)
+    s3.proxy.heal()
     assert job.state == "failed"
     assert job.error is not None and job.error.startswith("storage: "), job.error
+    assert "503" in job.error or "SlowDown" in job.error or "SLOW_DOWN" in job.error, job.error
     assert Snapshots(s3.store).latest("s3") is None  # no partial snapshot
-    assert not s3.store.list("datasets")
 
 
 def test_the_api_answers_503_while_the_store_is_down(

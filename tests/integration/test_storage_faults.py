@@ -130,7 +130,7 @@ def test_a_full_disk_during_the_build_fails_the_job_and_publishes_nothing(
     builder = Worker(
         sqlite_catalog,
         store,
-        Settings(host_lease_s=5.0),
+        Settings(host_lease_s=5.0, build_retry_s=3.0),
         cpu_pool(),
         only_jobs={job_id},
         stop_when=finished,
