@@ -4,9 +4,9 @@
                           [--modes polite unthrottled]
 
 Serves a generated site of `hosts x pages-per-host` pages on loopback addresses 127.0.10.1…
-(one asyncio process answering on every address, logging each request's arrival), then for each
-worker count starts that many `harvester worker` processes on a fresh PostgreSQL schema and
-crawls the whole site as one job, twice:
+(one asyncio process answering on every address, logging each request's host, arrival time
+and path), then for each worker count starts that many `harvester worker` processes on a
+fresh PostgreSQL schema and crawls the whole site as one job, twice:
  1. polite, at `--rate` requests/s per host: crawl time ÷ the politeness lower bound (the
     busiest host's requests ÷ rate) and the gaps shorter than 0.95/rate between any two
     requests to one host, whichever workers sent them;
@@ -73,8 +73,8 @@ async def serve(hosts: int, pages: int, port: int, log: Path) -> None:
             try:
                 while True:
                     head = await reader.readuntil(b"\r\n\r\n")
-                    out.write(f"{host} {time.time():.6f}\n")
                     path = head.split(b" ", 2)[1].decode()
+                    out.write(f"{host} {time.time():.6f} {path}\n")
                     if path == "/":
                         status, body = 200, b'<html><a href="/p0.html">start</a></html>'
                     elif path.startswith("/p") and path.endswith(".html"):
@@ -217,7 +217,7 @@ def run(
         f.seek(log_start)
         per_host: dict[int, list[float]] = defaultdict(list)
         for line in f:
-            h, t = line.split()
+            h, t, _ = line.split()
             per_host[int(h)].append(float(t))
     gaps = [b - a for times in per_host.values() for a, b in itertools.pairwise(sorted(times))]
     busiest = max(len(t) for t in per_host.values())

@@ -101,6 +101,10 @@ class Politeness(_Section):
     max_retry_after_s: Annotated[float, Field(ge=0, le=86_400)] = 300.0
     slow_response_s: Annotated[float, Field(gt=0)] = 5.0
     """Responses slower than this count as a latency signal and slow the domain down."""
+    robots_patience_s: Annotated[float, Field(ge=0, le=86_400)] = 600.0
+    """While a site's robots.txt answers 5xx, everything there is disallowed (RFC 9309) and
+    its URLs wait, robots.txt being asked again now and then; past this long they are
+    skipped `robots/unavailable`."""
 
 
 class Retry(_Section):

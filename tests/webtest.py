@@ -41,6 +41,8 @@ class SiteState:
 
     pages: int = 20
     robots: str = "User-agent: *\nDisallow: /private/\n"
+    robots_failures: int = 0
+    """robots.txt answers 503 to this many requests first."""
     sitemap: bool = True
     log: list[Hit] = field(default_factory=list)
     active: int = 0
@@ -137,7 +139,10 @@ class Handler(BaseHTTPRequestHandler):
         path = self.path.split("?")[0]
         origin = f"http://{self.headers.get('Host')}"
         if path == "/robots.txt":
-            if st.robots == "500":
+            if st.robots_failures > 0:
+                st.robots_failures -= 1
+                self._send(503, "down", "text/plain")
+            elif st.robots == "500":
                 self._send(500, "oops", "text/plain")
             elif st.robots == "404":
                 self._send(404, "none", "text/plain")
@@ -220,6 +225,8 @@ class Handler(BaseHTTPRequestHandler):
             self._send(302, headers={"Location": f"http://127.0.0.1:{self.server.server_port}/"})
         elif path == "/to-metadata":
             self._send(302, headers={"Location": "http://169.254.169.254/latest/meta-data/"})
+        elif path == "/to-private":
+            self._send(302, headers={"Location": "/private/secret"})
         elif path == "/to-other-domain":
             self._send(302, headers={"Location": "http://127.0.0.99:9/elsewhere"})
         elif path == "/big":

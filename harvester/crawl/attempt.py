@@ -4,7 +4,7 @@ fetch, and every signal fed back to the host's rate controller and the job's pro
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from harvester.crawl.fetcher import FetchResult
 from harvester.crawl.jobcontext import JobContext
@@ -14,12 +14,16 @@ from harvester.crawl.ratecontrol import DomainRateController
 from harvester.crawl.retry import retrying
 from harvester.errors import (
     FetchError,
+    FetchSkipped,
     LeaseLost,
     PermanentFetchError,
     ProxyFailure,
     TransientFetchError,
 )
 from harvester.spec import CHALLENGE_MAX_CHARS
+
+Robots = Callable[[str], Awaitable[str]]
+"""A URL's robots decision: `allowed`, `ignored`, `disallowed` or `unavailable`."""
 
 
 class FetchPolicy:
@@ -45,9 +49,11 @@ class FetchPolicy:
         outcome: Outcome,
         *,
         aux: bool = False,
+        robots: Robots | None = None,
     ) -> FetchResult:
         """Fetch with retries (counted on `outcome`), or raise the last `FetchError`. `aux`
-        fetches (robots.txt, sitemaps) take any content type."""
+        fetches (robots.txt, sitemaps) take any content type. `robots` judges every redirect
+        target on this host before it is requested (the URL itself was judged already)."""
         tried: set[str] = set()
         counters = outcome.counters
         async for attempt in retrying(job.spec.retry, job.spec.politeness.max_retry_after_s):
@@ -55,7 +61,7 @@ class FetchPolicy:
                 outcome.attempts += 1
                 if outcome.attempts > 1:
                     counters["retry/count"] += 1
-                return await self._attempt(job, url, tried, headers, counters, aux)
+                return await self._attempt(job, url, tried, headers, counters, aux, robots)
         raise AssertionError("unreachable: tenacity re-raises the last error")
 
     async def _attempt(
@@ -66,6 +72,7 @@ class FetchPolicy:
         headers: dict[str, str],
         counters: Counter[str],
         aux: bool,
+        robots: Robots | None,
     ) -> FetchResult:
         pool = job.proxy_pool
         proxy = await pool.acquire(self.host, tried) if pool else None
@@ -74,10 +81,14 @@ class FetchPolicy:
 
         held = 0
 
-        async def turn(_url: str) -> Callable[[], None]:
+        async def turn(hop: str) -> Callable[[], None]:
             # The host's turn first, then the job's slot: a request waiting for its turn
             # holds no slot, and its waiting never counts against its time limit.
             nonlocal held
+            if robots is not None and hop != url:
+                decision = await robots(hop)
+                if decision not in ("allowed", "ignored"):
+                    raise FetchSkipped(f"robots/{decision}", f"redirect to {hop}: {decision}")
             sent = await self.controller.before_request()
             if not self._proven():  # checked last thing before the request leaves
                 sent()

@@ -9,12 +9,20 @@ from collections.abc import Callable, Iterable
 from harvester.crawl.attempt import FetchPolicy
 from harvester.crawl.jobcontext import JobContext
 from harvester.crawl.outcome import Outcome
-from harvester.crawl.robots import RobotsCache
+from harvester.crawl.robots import UNAVAILABLE_RETRY_S, RobotsCache
 from harvester.crawl.sitemaps import parse_sitemap
 from harvester.crawl.urls import origin_of
 from harvester.errors import FetchError
 
 MAX_SITEMAPS = 50
+
+
+class Deferred(Exception):
+    """The URL's robots.txt answers 5xx for now: try the URL again in `delay` seconds."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__(f"robots.txt unavailable; asking again in {delay:.1f} s")
+        self.delay = delay
 
 
 class Discovery:
@@ -34,7 +42,9 @@ class Discovery:
         self._robots: dict[str, RobotsCache] = {}  # by user agent
 
     async def decision(self, job: JobContext, url: str, counters: Counter[str]) -> str:
-        """`allowed`, `ignored`, `disallowed` or `unavailable` for the job's user agent."""
+        """`allowed`, `ignored`, `disallowed` or `unavailable` for the job's user agent.
+        While robots.txt answers 5xx and the job's patience lasts, raises `Deferred`; raises
+        the `FetchError` that kept robots.txt from being fetched at all."""
         origin = origin_of(url)
         agent = job.spec.politeness.user_agent
         if not job.spec.politeness.respect_robots:
@@ -51,13 +61,20 @@ class Discovery:
                     counters.update(scratch.counters)
                 return result.status, result.body
 
-            cache = self._robots[agent] = RobotsCache(fetch)
+            patience = job.spec.politeness.robots_patience_s
+            retry_s = min(UNAVAILABLE_RETRY_S, max(0.5, patience / 4))
+            cache = self._robots[agent] = RobotsCache(fetch, retry_s)
         rules, fetched_now = await cache.rules(origin)
         if fetched_now:
             self._on_crawl_delay(agent, rules.crawl_delay(agent))
             counters[f"robots/{rules.state}"] += 1
         await self._first_contact(job, origin, rules.sitemaps(), counters)
-        return rules.decision(url, agent)
+        decision = rules.decision(url, agent)
+        if decision == "unavailable" and (
+            cache.unavailable_for(origin) < job.spec.politeness.robots_patience_s
+        ):
+            raise Deferred(cache.next_ask(origin))
+        return decision
 
     async def _first_contact(
         self, job: JobContext, origin: str, sitemaps: list[str], counters: Counter[str]

@@ -24,7 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from harvester.cpu import CpuPool
 from harvester.crawl.attempt import FetchPolicy
 from harvester.crawl.claims import Claims
-from harvester.crawl.discovery import Discovery
+from harvester.crawl.discovery import Deferred, Discovery
 from harvester.crawl.fetcher import FetchResult
 from harvester.crawl.frontier import Claimed
 from harvester.crawl.hostkey import host_key
@@ -92,6 +92,7 @@ class HostRunner:
         self._discovery = Discovery(self._fetch, self._same_host, self._crawl_delay, self._found)
         self._queues: dict[str, deque[Claimed]] = {}
         self._order: deque[str] = deque()  # round-robin between jobs
+        self._deferred: list[tuple[float, Claimed]] = []  # (when, URL): robots.txt was down
         self._delays: dict[str, float] = {}
         self._seen: dict[str, float] = {}  # job → when it last had URLs queued here
         self._job_rate = 1.0
@@ -163,7 +164,7 @@ class HostRunner:
                         continue
                     # Out of work here: the links that lead on may be waiting in a buffer.
                     self._shared.flush_soon()
-                    if not self._tasks:
+                    if not self._tasks and not self._deferred:
                         idle_since = idle_since or time.monotonic()
                         if time.monotonic() - idle_since > IDLE_RELEASE_S:
                             return
@@ -206,6 +207,11 @@ class HostRunner:
     # ---- scheduling --------------------------------------------------------------------
 
     def _next(self) -> Claimed | None:
+        if self._deferred:
+            now = time.monotonic()
+            for entry in [e for when, e in self._deferred if when <= now]:
+                self._queue(entry)
+            self._deferred = [(when, e) for when, e in self._deferred if when > now]
         for _ in range(len(self._order)):
             job_id = self._order[0]
             self._order.rotate(-1)
@@ -221,12 +227,15 @@ class HostRunner:
             self.host, self.token, max(4, 2 * self._concurrency)
         )
         for entry in entries:
-            if entry.job_id not in self._queues:
-                self._queues[entry.job_id] = deque()
-                self._order.append(entry.job_id)
-            self._queues[entry.job_id].append(entry)
+            self._queue(entry)
         self._retune()
         return bool(entries)
+
+    def _queue(self, entry: Claimed) -> None:
+        if entry.job_id not in self._queues:
+            self._queues[entry.job_id] = deque()
+            self._order.append(entry.job_id)
+        self._queues[entry.job_id].append(entry)
 
     def _retune(self) -> None:
         """The budget of the jobs active here: the lowest rate and concurrency of them all,
@@ -281,6 +290,11 @@ class HostRunner:
         except LeaseLost:
             self.lose()  # its URL goes back to pending with the lease
             return
+        except Deferred as exc:
+            # Still claimed: it waits here, or goes back to pending with the lease.
+            self._deferred.append((time.monotonic() + exc.delay, entry))
+            self._shared.recorder.count(job.job_id, job.spec.limits.max_pages, "robots/deferred")
+            return
         except Exception as exc:  # a bug must cost one URL, never the host
             logger.exception("internal error", extra={"job_id": job.job_id, "url": entry.url})
             outcome.finish("failed", f"internal/{type(exc).__name__}")
@@ -309,7 +323,11 @@ class HostRunner:
         self, job: JobContext, entry: Claimed, outcome: Outcome
     ) -> FetchResult | None:
         """The fetch of one URL; None when its outcome is already final (skip or failure)."""
-        outcome.robots = await self._discovery.decision(job, entry.url, outcome.counters)
+        try:
+            outcome.robots = await self._discovery.decision(job, entry.url, outcome.counters)
+        except FetchError as exc:  # robots.txt could not be fetched: nor could the URL be
+            outcome.finish("failed", exc.reason, exc.status)
+            return None
         if outcome.robots not in ("allowed", "ignored"):
             outcome.finish("skipped", f"robots/{outcome.robots}")
             return None
@@ -319,7 +337,13 @@ class HostRunner:
         if entry.last_modified:
             headers["If-Modified-Since"] = entry.last_modified
         try:
-            result = await self._fetch.fetch(job, entry.url, headers, outcome)
+            result = await self._fetch.fetch(
+                job,
+                entry.url,
+                headers,
+                outcome,
+                robots=lambda hop: self._discovery.decision(job, hop, outcome.counters),
+            )
         except Redirected as exc:
             self._found(job, [exc.target], entry.depth)
             outcome.finish("skipped", exc.reason, exc.status)

@@ -1,7 +1,10 @@
 """robots.txt with RFC 9309 semantics, cached per origin for at most 24 hours.
 
-2xx: parse the rules (Protego). 4xx: no rules, everything allowed. 5xx or unreachable after
-retries: everything disallowed for now, and the origin is asked again after a short interval.
+2xx: parse the rules (Protego). 4xx: no rules, everything allowed. 5xx (or 429) after
+retries: everything disallowed for now (`unavailable`), and the origin is asked again after
+`retry_s`. A robots.txt that cannot be fetched at all (refused, unreachable, blocked by the
+network guard) raises that `FetchError`: the URL that asked fails with it, as its own fetch
+would have.
 """
 
 from __future__ import annotations
@@ -13,11 +16,11 @@ from dataclasses import dataclass, field
 
 from protego import Protego
 
-from harvester.errors import FetchError, FetchSkipped, PermanentFetchError
+from harvester.errors import BlockedDestination, FetchError, FetchSkipped, TransientFetchError
 
 MAX_ROBOTS_BYTES = 512 * 1024  # RFC 9309 asks parsers to handle at least 500 KiB
 CACHE_TTL_S = 24 * 3600.0
-UNAVAILABLE_TTL_S = 300.0
+UNAVAILABLE_RETRY_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -54,17 +57,36 @@ RobotsFetch = Callable[[str], Awaitable[tuple[int, bytes]]]
 class RobotsCache:
     """Fetches robots.txt once per origin (concurrent askers share the fetch) and caches it."""
 
-    def __init__(self, fetch: RobotsFetch, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        fetch: RobotsFetch,
+        retry_s: float = UNAVAILABLE_RETRY_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._fetch = fetch
+        self._retry_s = retry_s
         self._clock = clock
         self._rules: dict[str, RobotsRules] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._down_since: dict[str, float] = {}
 
     def _fresh(self, rules: RobotsRules | None) -> bool:
         if rules is None:
             return False
-        ttl = UNAVAILABLE_TTL_S if rules.state == "unavailable" else CACHE_TTL_S
+        ttl = self._retry_s if rules.state == "unavailable" else CACHE_TTL_S
         return self._clock() - rules.fetched_at < ttl
+
+    def unavailable_for(self, origin: str) -> float:
+        """Seconds since the origin's robots.txt became unavailable (0 while it is not)."""
+        since = self._down_since.get(origin)
+        return 0.0 if since is None else self._clock() - since
+
+    def next_ask(self, origin: str) -> float:
+        """Seconds until an unavailable robots.txt is asked again."""
+        rules = self._rules.get(origin)
+        if rules is None:
+            return 0.0
+        return max(0.0, rules.fetched_at + self._retry_s - self._clock())
 
     async def rules(self, origin: str) -> tuple[RobotsRules, bool]:
         """The origin's rules, and whether this call fetched them (first contact)."""
@@ -79,6 +101,10 @@ class RobotsCache:
                 return cached, False
             rules = await self._load(origin)
             self._rules[origin] = rules
+            if rules.state == "unavailable":
+                self._down_since.setdefault(origin, rules.fetched_at)
+            else:
+                self._down_since.pop(origin, None)
             return rules, True
 
     async def _load(self, origin: str) -> RobotsRules:
@@ -87,12 +113,13 @@ class RobotsCache:
             status, body = await self._fetch(origin + "/robots.txt")
         except FetchSkipped:
             return RobotsRules("allow-all", fetched_at=now)  # too large or not text: no rules
-        except PermanentFetchError as exc:
-            if exc.status is not None and 400 <= exc.status < 500:
-                return RobotsRules("allow-all", fetched_at=now)
-            return RobotsRules("unavailable", fetched_at=now)
-        except FetchError:
-            return RobotsRules("unavailable", fetched_at=now)
+        except FetchError as exc:
+            if exc.status is None and isinstance(exc, TransientFetchError | BlockedDestination):
+                raise  # no server answered: the asking URL fails with why
+            if exc.status is not None and (exc.status == 429 or exc.status >= 500):
+                return RobotsRules("unavailable", fetched_at=now)
+            # Other 4xx, or a redirect loop: RFC 9309 calls it unavailable, which allows all.
+            return RobotsRules("allow-all", fetched_at=now)
         if 200 <= status < 300:
             text = body[:MAX_ROBOTS_BYTES].decode("utf-8", errors="replace")
             return RobotsRules("parsed", Protego.parse(text), fetched_at=now)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import socket
 from collections import Counter
 
 import pyarrow.parquet as pq
@@ -103,12 +105,76 @@ def test_robots_status_semantics_follow_rfc9309(
         "dataset": "web",
         "seeds": [site.origin + "/page/1"],
         "scope": {"max_depth": 0, "sitemaps": False},
-        "politeness": {"requests_per_second": 100},
+        # A robots.txt that keeps answering 5xx defers the URL for this long, then skips it.
+        "politeness": {"requests_per_second": 100, "robots_patience_s": 1},
         "retry": {"max_attempts": 2, "backoff_initial_s": 0.01},
     }
     job_id, _ = crawl(spec, sqlite_catalog, store)
     row = outcomes(sqlite_catalog, job_id)[site.origin + "/page/1"]
     assert (row.outcome, row.reason) == expected
+
+
+def test_urls_wait_while_robots_txt_answers_5xx_and_are_fetched_once_it_is_back(
+    sqlite_catalog: sessionmaker[Session], sites: list[SiteServer], store: BlobStore
+) -> None:
+    """RFC 9309: a robots.txt answering 5xx disallows everything for now. The URLs are not
+    given up: they wait (still claimed) and robots.txt is asked again until it answers."""
+    site = sites[0]
+    site.state.robots_failures = 3
+    spec = {
+        "dataset": "web",
+        "seeds": [site.origin + "/page/1", site.origin + "/page/2"],
+        "scope": {"max_depth": 0, "sitemaps": False},
+        "politeness": {"requests_per_second": 100, "robots_patience_s": 4},
+        "retry": {"max_attempts": 1},
+    }
+    job_id, stats = crawl(spec, sqlite_catalog, store)
+    rows = outcomes(sqlite_catalog, job_id)
+    assert {(r.outcome, r.reason) for r in rows.values()} == {("fetched", None)}
+    asks = [h.t for h in site.state.log if h.path == "/robots.txt"]
+    assert len(asks) == 4  # three 503s, then the rules
+    # Asked again after a pause (a quarter of the patience, at most a minute), never in a loop.
+    assert min(b - a for a, b in itertools.pairwise(asks)) >= 0.95 * 4 / 4
+    assert stats.get("robots/deferred") >= 2
+
+
+def test_a_seed_on_a_closed_port_fails_as_what_it_is(
+    sqlite_catalog: sessionmaker[Session], store: BlobStore
+) -> None:
+    """No server answers robots.txt: the URL fails with the connection error, not `skipped
+    robots/unavailable`."""
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.5.20", 0))
+        port = s.getsockname()[1]
+    spec = {
+        "dataset": "web",
+        "seeds": [f"http://127.0.5.20:{port}/"],
+        "scope": {"sitemaps": False},
+        "retry": {"max_attempts": 1},
+    }
+    job_id, _ = crawl(spec, sqlite_catalog, store)
+    [row] = outcomes(sqlite_catalog, job_id).values()
+    assert row.outcome == "failed" and row.reason is not None, (row.outcome, row.reason)
+    assert row.reason.startswith("connect"), row.reason
+
+
+def test_a_redirect_to_a_disallowed_path_is_not_followed(
+    sqlite_catalog: sessionmaker[Session], sites: list[SiteServer], store: BlobStore
+) -> None:
+    """robots.txt judges every redirect hop, as it judges links: `/to-private` redirects to
+    `/private/secret`, which the site disallows."""
+    site = sites[0]
+    spec = {
+        "dataset": "web",
+        "seeds": [site.origin + "/to-private"],
+        "scope": {"max_depth": 0, "sitemaps": False},
+        "politeness": {"requests_per_second": 100},
+    }
+    job_id, stats = crawl(spec, sqlite_catalog, store)
+    row = outcomes(sqlite_catalog, job_id)[site.origin + "/to-private"]
+    assert (row.outcome, row.reason) == ("skipped", "robots/disallowed")
+    assert "/private/secret" not in site.state.paths()
+    assert stats.get("fetch/outcome/skipped") == 1
 
 
 def test_a_wall_clock_limit_ends_the_crawl_with_what_it_has(

@@ -88,3 +88,30 @@ def test_retry_after_is_honoured_and_one_slow_domain_does_not_block_others(
     fast_pages = [h.t for h in fast.state.log if h.path.startswith("/page/")]
     # The fast site finished pages while the slow one was paused.
     assert sum(hits[0] < t < hits[1] for t in fast_pages) >= 5
+
+
+def test_waiting_for_a_turn_never_times_a_request_out_nor_holds_a_global_slot(
+    sqlite_catalog: sessionmaker[Session], sites: list[SiteServer], store: BlobStore
+) -> None:
+    """A Crawl-delay three times the request timeout: every page of that site is fetched
+    (none fails `timeout/total` while waiting for its turn), and with a single global slot the
+    other site's pages go on between the slow site's turns."""
+    slow, fast = sites[0], sites[1]
+    slow.state.robots = "User-agent: *\nCrawl-delay: 1.5\n"
+    slow.state.pages = 3
+    fast.state.pages = 200  # four seconds' worth at 50 requests/s
+    spec = {
+        "dataset": "web",
+        "seeds": [slow.origin + "/", fast.origin + "/"],
+        "scope": {"sitemaps": False},
+        "limits": {"timeout_s": 0.5, "global_concurrency": 1},
+        "politeness": {"requests_per_second": 50, "concurrency_per_domain": 2},
+    }
+    _, stats = crawl(spec, sqlite_catalog, store)
+    assert stats.get("fetch/outcome/failed") == 0, stats
+    requests = [h for h in slow.state.log if h.path != "/robots.txt"]
+    assert len(requests) == len({h.path for h in requests}) >= 4, [h.path for h in requests]
+    turns = sorted(h.t for h in requests)
+    assert min(b - a for a, b in itertools.pairwise(turns)) >= 0.95 * 1.5
+    fast_pages = [h.t for h in fast.state.log if h.path.startswith("/page/")]
+    assert sum(turns[0] < t < turns[-1] for t in fast_pages) >= 10
