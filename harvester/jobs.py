@@ -218,16 +218,21 @@ def refresh_urls(store: BlobStore, dataset: str) -> list[str]:
 
 
 def build_input(sessions: sessionmaker[Session], job_id: str, spec: JobSpec) -> BuildInput:
-    """Collect a finished crawl's staging parts, gone URLs and counters from the catalog."""
+    """Collect a finished crawl's staging parts, withdrawn URLs and counters from the
+    catalog."""
     with sessions() as session:
         parts = session.scalars(
             select(StagingPart.path).where(StagingPart.job_id == job_id).order_by(StagingPart.id)
         ).all()
+        # A page that is gone, or that robots.txt now disallows, leaves the dataset.
         gone = session.scalars(
             select(FrontierEntry.url).where(
                 FrontierEntry.job_id == job_id,
-                FrontierEntry.outcome == "failed",
-                FrontierEntry.status.in_(GONE_STATUSES),
+                or_(
+                    (FrontierEntry.outcome == "failed") & FrontierEntry.status.in_(GONE_STATUSES),
+                    (FrontierEntry.outcome == "skipped")
+                    & (FrontierEntry.reason == "robots/disallowed"),
+                ),
             )
         ).all()
         job = session.get(Job, job_id)

@@ -19,6 +19,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from harvester.crawl.scope import ScopeRules
 from harvester.crawl.staging import STAGING_SCHEMA
 from harvester.errors import BuildError, LeakageError
 from harvester.pipeline import leakage
@@ -59,7 +60,8 @@ class BuildInput:
     staging: list[str]
     """Blob paths of the committed staging parts."""
     gone: frozenset[str]
-    """URLs answered 404/410: their documents leave the snapshot."""
+    """URLs answered 404/410 or disallowed by robots.txt now: their documents leave the
+    snapshot (so do those of parent URLs the job's scope no longer takes in)."""
     stats: dict[str, int]
     """Crawl-phase counters, merged into the manifest."""
 
@@ -229,7 +231,14 @@ class SnapshotBuilder:
             )
             prior = dict(zip(old_ids, old.column("split").to_pylist(), strict=True))
             urls = old.column("url").to_pylist()
-            carry = np.array([u not in refetched and u not in job.gone for u in urls], dtype=bool)
+            scope = ScopeRules(job.spec.scope, [str(s) for s in job.spec.seeds])
+            carry = np.array(
+                [
+                    u not in refetched and u not in job.gone and scope.rejection(u, 0) is None
+                    for u in urls
+                ],
+                dtype=bool,
+            )
             carried = old.filter(pa.array(carry)).select(DOCUMENT_SCHEMA.names)
             parts.append(carried.cast(DOCUMENT_SCHEMA))
             sig_parts.append(self._parent_signatures(parent, carried, job.spec))

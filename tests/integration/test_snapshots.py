@@ -211,3 +211,25 @@ def test_concurrent_builds_of_one_dataset_commit_consecutive_versions(
         prefix = version_prefix("web", version)
         for entry in snapshots.manifest("web", version).files:
             assert store.sha256(f"{prefix}/{entry.path}") == entry.sha256
+
+
+def test_pages_robots_txt_now_disallows_or_the_scope_no_longer_takes_leave_the_dataset(
+    sqlite_catalog: sessionmaker[Session], sites: list[SiteServer], store: BlobStore
+) -> None:
+    """A refresh carries what it could not revalidate, but never a page the site has since
+    disallowed, nor one outside the refresh's own scope."""
+    site = sites[0]
+    crawl_and_build(_spec([site]), sqlite_catalog, store)
+    page = site.origin + "/page/"
+    assert {page + "3", page + "12"} <= set(_by_url(store, "web"))
+    site.state.robots = "User-agent: *\nDisallow: /page/3\n"
+    _, manifest = crawl_and_build(
+        _spec([site], scope={"sitemaps": False, "exclude": ["/page/1[0-9]$"]}),
+        sqlite_catalog,
+        store,
+    )
+    after = set(_by_url(store, "web"))
+    assert page + "3" not in after
+    assert not [u for u in after if u.startswith(page + "1") and len(u) == len(page) + 2]
+    assert page + "4" in after
+    assert manifest.changes.removed == 1 + 10
