@@ -14,6 +14,10 @@ from sqlalchemy.orm import Session, sessionmaker
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
+SQLITE_BUSY_TIMEOUT_S = 30.0
+"""How long a write waits for another connection's lock before "database is locked"."""
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # WAL lets readers (API, progress) proceed while the crawler writes; NORMAL is durable
     # across process crashes, which is the guarantee we give.
@@ -21,7 +25,6 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
 
 
@@ -51,7 +54,7 @@ fails after about ten seconds instead of waiting for the kernel's retransmission
 so the caller's retry and lease logic take over."""
 
 
-def make_engine(database_url: str) -> Engine:
+def make_engine(database_url: str, busy_timeout_s: float = SQLITE_BUSY_TIMEOUT_S) -> Engine:
     """Create an engine; SQLite files get their directory and pragmas, PostgreSQL uses psycopg 3."""
     url = make_url(database_url)
     if url.drivername == "postgresql":
@@ -59,7 +62,7 @@ def make_engine(database_url: str) -> Engine:
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30})
+        engine = create_engine(url, connect_args={"timeout": busy_timeout_s})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     engine = create_engine(url, pool_pre_ping=True, connect_args=NETWORK_LIMITS)
