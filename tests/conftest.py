@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -180,6 +181,40 @@ def proxies() -> Iterator[Proxies]:
     p = Proxies()
     yield p
     p.close()
+
+
+_DANTE_CONF = """logoutput: stderr
+internal: {host} port = {port}
+external: {host}
+clientmethod: none
+socksmethod: none
+user.privileged: root
+user.unprivileged: nobody
+client pass {{ from: 127.0.0.0/8 to: 0.0.0.0/0 }}
+socks pass {{ from: 127.0.0.0/8 to: 127.0.0.0/8 command: connect }}
+"""
+
+
+@pytest.fixture(scope="session")
+def dante(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Dante, a real SOCKS5 server (Debian's dante-server), that answers a failed connection
+    to the destination with the SOCKS reply code saying why; its URL."""
+    danted = shutil.which("danted") or "/usr/sbin/danted"
+    if not Path(danted).exists():
+        if os.environ.get("CI"):
+            pytest.fail("danted is not installed (Debian package dante-server)")
+        pytest.skip("danted is not installed (Debian package dante-server)")
+    host = "127.0.0.26"
+    port = free_port(host)
+    conf = tmp_path_factory.mktemp("dante") / "danted.conf"
+    conf.write_text(_DANTE_CONF.format(host=host, port=port))
+    proc = subprocess.Popen(
+        [danted, "-f", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    _wait_listening(host, port, proc)
+    yield f"socks5://{host}:{port}"
+    proc.terminate()
+    proc.wait(5)
 
 
 @pytest.fixture(scope="session")

@@ -345,10 +345,31 @@ class _TranslatedStream:
             await self._cm.__aexit__(*exc_info)  # type: ignore[arg-type]
 
 
+# What a proxy answers when the destination, not the proxy, failed: a SOCKS5 reply code
+# (httpcore names it) or an HTTP CONNECT status.
+_DESTINATION_DOWN = {
+    "Connection refused": "connect/refused",
+    "Host unreachable": "connect/unreachable",
+    "Network unreachable": "connect/unreachable",
+    "TTL expired": "connect/unreachable",
+    "502": "connect/bad-gateway",
+    "504": "connect/gateway-timeout",
+}
+
+
+def _proxy_error(message: str) -> FetchError:
+    """A proxy's refusal: the destination's failure it reports (retried, the proxy is not
+    blamed), or the proxy's own (it is cooled down)."""
+    for signal, reason in _DESTINATION_DOWN.items():
+        if message.startswith(signal) or f": {signal}." in message:
+            return TransientFetchError(reason, f"through the proxy: {message}")
+    return ProxyFailure("proxy/error", f"the proxy refused the request: {message}")
+
+
 def _translate(exc: httpx.HTTPError, proxied: bool) -> FetchError:
     """The single boundary where httpx exceptions become Harvester's."""
     if isinstance(exc, httpx.ProxyError):
-        return ProxyFailure("proxy/error", "the proxy refused the request")
+        return _proxy_error(str(exc))
     if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout) and proxied:
         return ProxyFailure("proxy/connect", "cannot connect to the proxy")
     if isinstance(exc, httpx.TimeoutException):
