@@ -323,8 +323,15 @@ class _TranslatedStream:
         proxied: bool,
         sent: Callable[[], None],
     ) -> None:
+        tunnel = False
+
         async def trace(event: str, info: dict[str, object]) -> None:
-            if event.endswith("send_request_headers.complete"):
+            # Through an HTTP proxy, a tunnel's CONNECT reports the same events first: the
+            # host's gap counts from the request itself, sent after the TLS handshake.
+            nonlocal tunnel
+            if event.endswith("send_request_headers.started"):
+                tunnel = getattr(info.get("request"), "method", b"") == b"CONNECT"
+            elif event.endswith("send_request_headers.complete") and not tunnel:
                 sent()
 
         self._cm = client.stream("GET", url, headers=headers, extensions={"trace": trace})
