@@ -43,6 +43,8 @@ class SiteState:
     robots: str = "User-agent: *\nDisallow: /private/\n"
     robots_failures: int = 0
     """robots.txt answers 503 to this many requests first."""
+    released: threading.Event = field(default_factory=threading.Event)
+    """`/hang` answers once this is set (or after two minutes)."""
     sitemap: bool = True
     log: list[Hit] = field(default_factory=list)
     active: int = 0
@@ -190,6 +192,9 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/slow":
             time.sleep(3)
             self._send(200, "<html>slow</html>")
+        elif path == "/hang":
+            st.released.wait(120)
+            self._send(200, "<html>at last</html>")
         elif path == "/retry-after":
             if st.count(path) == 1:
                 self._send(429, "slow down", headers={"Retry-After": "1"})

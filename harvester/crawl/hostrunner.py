@@ -100,6 +100,7 @@ class HostRunner:
         self._concurrency = 1
         self._busy = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        self._task_jobs: dict[asyncio.Task[None], str] = {}
         self._changed = asyncio.Event()
         self._stopping = False
         self.lost = False
@@ -127,6 +128,18 @@ class HostRunner:
         self.stop()
         for task in self._tasks:
             task.cancel()
+
+    def drop_job(self, job_id: str, grace_s: float) -> list[asyncio.Task[None]]:
+        """The job ended (cancelled): its queued and deferred URLs are forgotten; in-flight
+        ones may finish (and keep their outcomes) for `grace_s`, then are cancelled, so a URL
+        in a long retry back-off never holds the host's slots for the other jobs. Returns
+        those in-flight tasks."""
+        self._queues.pop(job_id, None)
+        self._deferred = [(when, e) for when, e in self._deferred if e.job_id != job_id]
+        tasks = [task for task, job in self._task_jobs.items() if job == job_id]
+        if tasks:
+            asyncio.get_running_loop().call_later(grace_s, _cancel, tasks)
+        return tasks
 
     def wake(self) -> None:
         """New URLs may be pending here."""
@@ -179,7 +192,7 @@ class HostRunner:
                 if job is None or self._stopping:
                     continue  # the job ended (cancelled): its URL stays claimed, unneeded
                 self._busy += 1
-                self._spawn(self._crawl(job, entry))
+                self._spawn(self._crawl(job, entry), job.job_id)
         except LeaseLost:
             self.lose()
         finally:
@@ -194,12 +207,14 @@ class HostRunner:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._changed.wait(), _POLL_S)
 
-    def _spawn(self, coro: Awaitable[None]) -> None:
+    def _spawn(self, coro: Awaitable[None], job_id: str) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
         self._tasks.add(task)
+        self._task_jobs[task] = job_id
 
         def done(t: asyncio.Task[None]) -> None:
             self._tasks.discard(t)
+            self._task_jobs.pop(t, None)
             self._changed.set()
 
         task.add_done_callback(done)
@@ -403,3 +418,8 @@ class HostRunner:
             self._found(job, links, entry.depth + 1)
         if recorder.stage(job.job_id, max_pages, outcome, result, entry.depth, processed):
             self._shared.flush_soon()
+
+
+def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()

@@ -89,6 +89,7 @@ class Worker:
         self.runners: dict[str, HostRunner] = {}
         self._tokens: dict[str, int] = {}
         self._serving: set[asyncio.Task[None]] = set()
+        self._closing: set[asyncio.Task[None]] = set()  # ended jobs, closed once idle
         self._builds: dict[str, threading.Thread] = {}
         self.pools: dict[str, ProxyPool] = {}
         """Live pools of running jobs, by name (their health is shown by the API)."""
@@ -256,7 +257,15 @@ class Worker:
         live = {row.id for row in rows}
         for job_id in list(self.jobs):
             if job_id not in live:  # cancelled, building or done: no more URLs of it
-                await self.jobs.pop(job_id).aclose()
+                context = self.jobs.pop(job_id)
+                tasks = [
+                    task
+                    for runner in self.runners.values()
+                    for task in runner.drop_job(job_id, STOP_GRACE_S)
+                ]
+                closing = asyncio.create_task(_close_after(context, tasks))
+                self._closing.add(closing)
+                closing.add_done_callback(self._closing.discard)
         for row in rows:
             if row.state == JobState.QUEUED and not self._stopping.is_set():
                 if await self._start(row.id, row.spec) and row.id not in self.jobs:
@@ -434,9 +443,16 @@ class Worker:
                 for runner in list(self.runners.values()):
                     runner.abandon()  # still busy after the grace period: their URLs requeue
                 await asyncio.wait(late)
+        await asyncio.gather(*self._closing)
         await self.recorder.flush()
         for context in self.jobs.values():
             await context.aclose()
         self.jobs.clear()
         with contextlib.suppress(SQLAlchemyError):  # else its heartbeat row simply expires
             await self._in_catalog(self._leases.retire)
+
+
+async def _close_after(context: JobContext, tasks: list[asyncio.Task[None]]) -> None:
+    """Close an ended job's clients once its last in-flight URLs are done or cancelled."""
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await context.aclose()
