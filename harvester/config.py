@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     build_retry_s: float = 300.0
     """How long a build waits out a catalog or object-store outage (retrying with back-off)
     before its job fails with the error."""
+    staging_retention_s: float = 7 * 86_400.0
+    """How long a finished job's staging parts (every page as it was fetched) are kept; then
+    a worker deletes them (the snapshot holds what was kept)."""
     source_address: str | None = None
     """Local address outgoing crawl connections bind to (a machine with several addresses)."""
     log_format: str = "json"

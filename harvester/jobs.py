@@ -16,10 +16,10 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import exists, or_, select, update
+from sqlalchemy import delete, exists, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -27,6 +27,7 @@ from harvester.catalog.clock import db_now
 from harvester.catalog.leases import dataset_lease
 from harvester.catalog.models import FrontierEntry, Job, StagingPart
 from harvester.crawl.frontier import Admission, insert_urls, merge_counters
+from harvester.crawl.staging import staging_prefix
 from harvester.errors import BuildError, LeaseLost
 from harvester.spec import JobSpec
 from harvester.store.blob import BlobStore
@@ -206,6 +207,28 @@ def cancel(sessions: sessionmaker[Session], job_id: str) -> bool:
             .values(state=JobState.CANCELLED, finished_at=datetime.now(UTC))
         )
     return getattr(result, "rowcount", 0) == 1
+
+
+def sweep_staging(
+    sessions: sessionmaker[Session], store: BlobStore, retention_s: float, limit: int = 20
+) -> int:
+    """Delete the staging parts of up to `limit` jobs finished more than `retention_s` ago
+    (their snapshot holds what was kept); returns how many jobs were swept. Files go first:
+    a crash in between leaves rows that the next sweep removes."""
+    cutoff = datetime.now(UTC) - timedelta(seconds=retention_s)
+    with sessions() as session:
+        job_ids = session.scalars(
+            select(StagingPart.job_id)
+            .join(Job, Job.id == StagingPart.job_id)
+            .where(Job.state.in_(FINISHED), Job.finished_at < cutoff)
+            .distinct()
+            .limit(limit)
+        ).all()
+    for job_id in job_ids:
+        store.delete_dir(staging_prefix(job_id))
+        with sessions.begin() as session:
+            session.execute(delete(StagingPart).where(StagingPart.job_id == job_id))
+    return len(job_ids)
 
 
 def refresh_urls(store: BlobStore, dataset: str) -> list[str]:

@@ -53,6 +53,7 @@ TICK_S = 0.5
 FLUSH_S = 0.5
 STOP_GRACE_S = 10.0
 LEASE_MARGIN = 0.8
+SWEEP_S = 60.0
 _BUILD_BACKOFF_S = (2.0, 5.0, 10.0, 20.0, 30.0)
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -90,6 +91,7 @@ class Worker:
         self._tokens: dict[str, int] = {}
         self._serving: set[asyncio.Task[None]] = set()
         self._closing: set[asyncio.Task[None]] = set()  # ended jobs, closed once idle
+        self._next_sweep = 0.0
         self._builds: dict[str, threading.Thread] = {}
         self.pools: dict[str, ProxyPool] = {}
         """Live pools of running jobs, by name (their health is shown by the API)."""
@@ -151,7 +153,7 @@ class Worker:
     async def _tick(self) -> None:
         steps: list[Callable[[], Awaitable[None]]] = [self._heartbeat, self._sync_jobs]
         if not self._stopping.is_set():
-            steps += [self._balance, self._claim_builds]
+            steps += [self._balance, self._claim_builds, self._sweep]
         for step in steps:
             try:
                 await step()
@@ -381,6 +383,7 @@ class Worker:
                     raw = session.scalar(select(Job.spec).where(Job.id == job_id))
                 spec = parse_spec(raw or {})
                 jobs.build(self._sessions, self._store, job_id, spec, self.name, token)
+                self._next_sweep = 0.0  # a finished job: its staging may be due now
                 return
             except BuildError as exc:
                 logger.warning("build failed: %s", exc, extra={"job_id": job_id})
@@ -418,6 +421,16 @@ class Worker:
             except SQLAlchemyError:
                 continue  # the catalog is still down: the claim holds until it expires
         return True
+
+    async def _sweep(self) -> None:
+        """Now and then, delete the staging parts of jobs finished past the retention."""
+        if time.monotonic() < self._next_sweep:
+            return
+        self._next_sweep = time.monotonic() + SWEEP_S
+        retention = self._settings.staging_retention_s
+        swept = await asyncio.to_thread(jobs.sweep_staging, self._sessions, self._store, retention)
+        if swept:
+            logger.info("deleted the staging parts of %d finished jobs", swept)
 
     # ---- committing and stopping -------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import threading
@@ -10,14 +11,20 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 import pytest
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from harvester.catalog.models import Job, StagingPart
+from harvester.config import Settings
+from harvester.crawl.netguard import NetworkGuard
+from harvester.crawl.staging import staging_prefix
 from harvester.errors import LeakageError
 from harvester.jobs import build_snapshot
+from harvester.service.worker import Worker
 from harvester.spec import parse_spec
 from harvester.store.blob import BlobStore
 from harvester.store.snapshots import Snapshots, version_prefix
-from tests.conftest import crawl, crawl_and_build
+from tests.conftest import cpu_pool, crawl, crawl_and_build
 from tests.webtest import SiteServer
 
 
@@ -233,3 +240,28 @@ def test_pages_robots_txt_now_disallows_or_the_scope_no_longer_takes_leave_the_d
     assert not [u for u in after if u.startswith(page + "1") and len(u) == len(page) + 2]
     assert page + "4" in after
     assert manifest.changes.removed == 1 + 10
+
+
+def test_a_finished_jobs_staging_is_deleted_past_its_retention(
+    sqlite_catalog: sessionmaker[Session], sites: list[SiteServer], store: BlobStore
+) -> None:
+    """Staging holds every fetched page; once the job's snapshot is out and the retention
+    (here none) has passed, a worker deletes it, files and rows."""
+    job_id, _ = crawl(_spec(sites[:1]), sqlite_catalog, store)  # crawled and staged
+    assert store.list(staging_prefix(job_id))
+    worker = Worker(
+        sqlite_catalog,
+        store,
+        Settings(host_lease_s=5.0, staging_retention_s=0),
+        cpu_pool(),
+        only_jobs={job_id},
+        stop_when=lambda: not store.list(staging_prefix(job_id)),
+        guard=NetworkGuard(True),
+    )
+    asyncio.run(worker.run())
+    with sqlite_catalog() as session:
+        job = session.get(Job, job_id)
+        parts = session.scalars(select(StagingPart.path)).all()
+    assert job is not None and job.state == "succeeded"
+    assert parts == []
+    assert len(_by_url(store, "web")) == 20  # the twenty articles
