@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import pyarrow.parquet as pq
@@ -12,11 +13,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api import create_app
 from harvester.catalog.db import make_engine, migrate
-from harvester.catalog.models import FrontierEntry, StagingPart
+from harvester.catalog.models import FrontierEntry, Job, StagingPart
 from harvester.config import Settings
+from harvester.crawl.netguard import NetworkGuard
 from harvester.service.keys import bootstrap
+from harvester.service.worker import Worker
 from harvester.store.blob import BlobStore
-from tests.conftest import crawl, postgres_schema_url
+from harvester.store.snapshots import Snapshots
+from tests.conftest import cpu_pool, crawl, postgres_schema_url
 from tests.faultproxy import FaultProxy
 from tests.webtest import SiteServer
 
@@ -91,3 +95,48 @@ def test_the_api_answers_503_while_the_catalog_is_down(
         assert answer.headers["retry-after"] == "5"
         proxy.heal()
         assert client.get("/v1/jobs").status_code == 200
+
+
+def test_a_catalog_fault_mid_build_is_waited_out(
+    through_proxy: tuple[sessionmaker[Session], sessionmaker[Session], FaultProxy],
+    sites: list[SiteServer],
+    store: BlobStore,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The build's dataset lease is taken but the answer to its COMMIT never arrives (the
+    connection dies): the build is retried, takes the lease again as its holder, and commits
+    version 1 once; the job succeeds."""
+    sessions, direct, proxy = through_proxy
+    spec = {
+        "dataset": "web",
+        "seeds": [sites[0].origin + "/"],
+        "scope": {"sitemaps": False},
+        "politeness": {"requests_per_second": 100},
+    }
+    job_id, _ = crawl(spec, sessions, store)
+    proxy.lose_reply(after=b"INSERT INTO dataset_leases", at=b"COMMIT")
+
+    def finished() -> bool:
+        with direct() as session:
+            job = session.get(Job, job_id)
+            return job is not None and job.state in ("succeeded", "failed")
+
+    worker = Worker(
+        sessions,
+        store,
+        Settings(host_lease_s=5.0, build_retry_s=60),
+        cpu_pool(),
+        only_jobs={job_id},
+        stop_when=finished,
+        guard=NetworkGuard(True),
+    )
+    asyncio.run(worker.run())
+    assert proxy.trapped.is_set()
+    with direct() as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+    assert job.state == "succeeded", job.error
+    assert "build interrupted (catalog: " in caplog.text
+    snapshots = Snapshots(store)
+    assert snapshots.versions("web") == [1]
+    assert snapshots.manifest("web").jobs == [job_id]
