@@ -192,6 +192,8 @@ class Handler(BaseHTTPRequestHandler):
         if path == "/slow":
             time.sleep(3)
             self._send(200, "<html>slow</html>")
+        elif path == "/members":  # forbidden to everyone, through any proxy
+            self._send(403, "<html><body>members only</body></html>")
         elif path == "/hang":
             st.released.wait(120)
             self._send(200, "<html>at last</html>")

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 from harvester.crawl.fetcher import FetchResult
 from harvester.crawl.jobcontext import JobContext
 from harvester.crawl.outcome import Outcome
-from harvester.crawl.proxies import Proxy
+from harvester.crawl.proxies import Proxy, ProxyPool
 from harvester.crawl.ratecontrol import DomainRateController
 from harvester.crawl.retry import retrying
 from harvester.errors import (
@@ -55,13 +55,16 @@ class FetchPolicy:
         fetches (robots.txt, sitemaps) take any content type. `robots` judges every redirect
         target on this host before it is requested (the URL itself was judged already)."""
         tried: set[str] = set()
+        forbidden: list[Proxy] = []  # proxies that got a 403 for this URL
         counters = outcome.counters
         async for attempt in retrying(job.spec.retry, job.spec.politeness.max_retry_after_s):
             with attempt:
                 outcome.attempts += 1
                 if outcome.attempts > 1:
                     counters["retry/count"] += 1
-                return await self._attempt(job, url, tried, headers, counters, aux, robots)
+                return await self._attempt(
+                    job, url, tried, forbidden, headers, counters, aux, robots
+                )
         raise AssertionError("unreachable: tenacity re-raises the last error")
 
     async def _attempt(
@@ -69,6 +72,7 @@ class FetchPolicy:
         job: JobContext,
         url: str,
         tried: set[str],
+        forbidden: list[Proxy],
         headers: dict[str, str],
         counters: Counter[str],
         aux: bool,
@@ -113,7 +117,7 @@ class FetchPolicy:
                 content_types=[] if aux else None,
             )
         except FetchError as exc:
-            raise self._feed_back_failure(job, proxy, exc, counters) from exc
+            raise self._feed_back_failure(job, proxy, exc, counters, forbidden) from exc
         finally:
             if held:
                 job.slots.release()
@@ -128,6 +132,10 @@ class FetchPolicy:
             pool.report_ban(proxy, self.host)
             raise ProxyFailure("proxy/challenge", "challenge page through this proxy")
         if proxy is not None and pool is not None:
+            for suspect in forbidden:  # the URL is not forbidden: those proxies are banned
+                counters["proxy/ban/403"] += 1
+                pool.report_ban(suspect, self.host)
+            forbidden.clear()
             pool.report_success(proxy, self.host)
         return result
 
@@ -136,7 +144,12 @@ class FetchPolicy:
         return lambda url: job.admission.scope.rejection(url, 0)
 
     def _feed_back_failure(
-        self, job: JobContext, proxy: Proxy | None, exc: FetchError, counters: Counter[str]
+        self,
+        job: JobContext,
+        proxy: Proxy | None,
+        exc: FetchError,
+        counters: Counter[str],
+        forbidden: list[Proxy],
     ) -> FetchError:
         """Feed a failure to the rate controller and the proxy pool; return what to raise."""
         if exc.status is not None:
@@ -152,10 +165,34 @@ class FetchPolicy:
             counters["proxy/dead"] += 1
             pool.report_dead(proxy)
             return exc if isinstance(exc, ProxyFailure) else ProxyFailure(exc.reason, status=407)
-        if exc.status in (403, 429):
-            counters[f"proxy/ban/{exc.status}"] += 1
+        if exc.status == 403:
+            return self._forbidden(pool, proxy, exc, counters, forbidden)
+        if exc.status == 429:
+            counters["proxy/ban/429"] += 1
             pool.report_ban(proxy, self.host)
             return ProxyFailure(
                 exc.reason, status=exc.status, retry_after=getattr(exc, "retry_after", None)
             )
         return exc
+
+    def _forbidden(
+        self,
+        pool: ProxyPool,
+        proxy: Proxy,
+        exc: FetchError,
+        counters: Counter[str],
+        forbidden: list[Proxy],
+    ) -> FetchError:
+        """A 403 through a proxy bans it only on a second signal: the same proxy refused
+        twice, or another proxy then gets the page (see `_attempt`). Refused through two
+        different proxies, the URL itself is forbidden: final, and no proxy is blamed."""
+        if any(p is not proxy for p in forbidden):
+            forbidden.clear()
+            return exc
+        if proxy in forbidden:
+            forbidden.remove(proxy)
+            counters["proxy/ban/403"] += 1
+            pool.report_ban(proxy, self.host)
+        else:
+            forbidden.append(proxy)
+        return ProxyFailure(exc.reason, status=403)

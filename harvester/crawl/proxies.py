@@ -124,7 +124,6 @@ class ProxyPool:
         self.tiers = [[Proxy(u, i) for u in urls] for i, urls in enumerate(config.tier_lists())]
         self.proxies = [p for tier in self.tiers for p in tier]
         self._bans: dict[tuple[int, str], _Cooldown] = {}
-        self._domain_tier: dict[str, int] = {}
         self._sticky: dict[str, Proxy] = {}
         self._next: list[int] = [0] * len(self.tiers)
 
@@ -132,17 +131,21 @@ class ProxyPool:
         ban = self._bans.get((id(proxy), domain))
         return proxy.dead.until <= now and (ban is None or ban.until <= now)
 
-    def _pick(self, domain: str, exclude: set[str], now: float) -> Proxy | None:
-        tier_index = self._domain_tier.get(domain, 0)
-        while True:
-            tier = self.tiers[tier_index]
+    def _cheapest(self, domain: str, now: float) -> tuple[int, list[Proxy]] | None:
+        """The cheapest tier with a proxy the domain has not banned, and those proxies: a
+        domain moves up while it blocks a tier, and back down once those bans cool off."""
+        for index, tier in enumerate(self.tiers):
             ready = [p for p in tier if self._available(p, domain, now)]
             if ready:
-                break
-            if tier_index + 1 == len(self.tiers):
-                return None
-            tier_index += 1
-            self._domain_tier[domain] = tier_index  # this domain blocks the cheaper tier
+                return index, ready
+        return None
+
+    def _pick(self, domain: str, exclude: set[str], now: float) -> Proxy | None:
+        cheapest = self._cheapest(domain, now)
+        if cheapest is None:
+            return None
+        tier_index, ready = cheapest
+        tier = self.tiers[tier_index]
         sticky = self._sticky.get(domain)
         if sticky in ready and sticky is not None and sticky.url not in exclude:
             return sticky
@@ -159,9 +162,8 @@ class ProxyPool:
         return chosen
 
     def _next_release(self, domain: str) -> float:
-        tier = self.tiers[self._domain_tier.get(domain, 0)]
         release = []
-        for proxy in tier:
+        for proxy in self.proxies:
             ban = self._bans.get((id(proxy), domain))
             release.append(max(proxy.dead.until, ban.until if ban else 0.0))
         return min(release)

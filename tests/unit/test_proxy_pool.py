@@ -79,6 +79,15 @@ def test_tiers_escalate_only_for_the_blocking_domain() -> None:
     assert pick(pool, "b.com") == A
 
 
+def test_a_domain_steps_back_down_a_tier_once_its_bans_cool_off() -> None:
+    clock = Clock()
+    pool = ProxyPool("p", PoolConfig(tiers=[[A], [C]], cooldown_s=60), clock=clock)
+    pool.report_ban(pool.proxies[0], "a.com")
+    assert pick(pool, "a.com") == C
+    clock.now += 61
+    assert pick(pool, "a.com") == A
+
+
 def test_domain_waits_when_every_proxy_is_cooling() -> None:
     pool = ProxyPool("p", PoolConfig(proxies=[A], cooldown_s=0.2))
     pool.report_ban(pool.proxies[0], "a.com")
