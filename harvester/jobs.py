@@ -231,13 +231,24 @@ def sweep_staging(
     return len(job_ids)
 
 
-def refresh_urls(store: BlobStore, dataset: str) -> list[str]:
-    """The URLs of the dataset's latest snapshot: a new job revalidates every one of them."""
+def refresh_urls(sessions: sessionmaker[Session], store: BlobStore, dataset: str) -> list[str]:
+    """The URLs a new job of the dataset revalidates: every document of its latest snapshot,
+    and the URLs whose fetch failed for a passing reason in the jobs that made it (a page
+    linked only from unchanged pages, which answer 304 and so lead nowhere, gets its retry)."""
     snapshots = Snapshots(store)
     if snapshots.latest(dataset) is None:
         return []
-    column = snapshots.documents(snapshots.manifest(dataset), columns=["url"]).column("url")
-    return sorted(column.to_pylist())
+    manifest = snapshots.manifest(dataset)
+    urls = set(snapshots.documents(manifest, columns=["url"]).column("url").to_pylist())
+    with sessions() as session:
+        failed = session.scalars(
+            select(FrontierEntry.url).where(
+                FrontierEntry.job_id.in_(manifest.jobs),
+                FrontierEntry.outcome == "failed",
+                or_(FrontierEntry.status.is_(None), FrontierEntry.status.not_in(GONE_STATUSES)),
+            )
+        ).all()
+    return sorted(urls | set(failed))
 
 
 def build_input(sessions: sessionmaker[Session], job_id: str, spec: JobSpec) -> BuildInput:

@@ -56,6 +56,8 @@ class SiteState:
     """Page number → revision: a changed page has new text and a new ETag."""
     gone: set[int] = field(default_factory=set)
     """Pages that answer 404 (linked to as before)."""
+    failing: set[int] = field(default_factory=set)
+    """Pages that answer 503 (a passing failure)."""
     unvalidated: set[int] = field(default_factory=set)
     """Pages that answer without an ETag (and ignore If-None-Match)."""
     heavy: set[int] = field(default_factory=set)
@@ -175,6 +177,8 @@ class Handler(BaseHTTPRequestHandler):
             etag = f'"p{path}"' + (f"-r{revision}" if revision else "")
             if number in st.gone or number >= st.pages:
                 self._send(404, "<html><body>gone</body></html>")
+            elif number in st.failing:
+                self._send(503, "<html><body>try later</body></html>")
             elif number in st.heavy:
                 self._send(200, "<html><body>" + "<p>w</p>" * 250_000 + "</body></html>")
             elif number not in st.unvalidated and self.headers.get("If-None-Match") == etag:

@@ -302,7 +302,9 @@ class Worker:
         spec = await self._in_catalog(self._spec, job_id, raw)
         if spec is None:
             return False
-        known = await asyncio.to_thread(jobs.refresh_urls, self._store, spec.dataset)
+        known = await asyncio.to_thread(
+            jobs.refresh_urls, self._sessions, self._store, spec.dataset
+        )
         if not await self._in_catalog(jobs.start, self._sessions, job_id, spec, known):
             return False
         logger.info("started job", extra={"job_id": job_id, "worker": self.name})

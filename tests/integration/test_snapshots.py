@@ -155,6 +155,22 @@ def test_a_page_that_was_gone_and_came_back_returns_to_the_dataset(
     assert site.origin + "/page/3" in _by_url(store, "web")
 
 
+def test_a_page_that_failed_for_a_while_is_retried_by_the_refresh(
+    sqlite_catalog: sessionmaker[Session], sites: list[SiteServer], store: BlobStore
+) -> None:
+    """Page 8 answers 503 during the first crawl; the pages that link to it (1, 2 and 7) are
+    unchanged on the refresh (304: no links are read). The refresh retries it anyway."""
+    site = sites[0]
+    spec = _spec([site], retry={"max_attempts": 1})
+    site.state.failing.add(8)
+    crawl_and_build(spec, sqlite_catalog, store)
+    page = site.origin + "/page/"
+    assert page + "8" not in _by_url(store, "web")
+    site.state.failing.clear()
+    crawl_and_build(spec, sqlite_catalog, store)
+    assert page + "8" in _by_url(store, "web")
+
+
 def test_new_near_duplicate_is_dropped_against_the_parent(
     sqlite_catalog: sessionmaker[Session], sites: list[SiteServer], store: BlobStore
 ) -> None:
