@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     staging_retention_s: float = 7 * 86_400.0
     """How long a finished job's staging parts (every page as it was fetched) are kept; then
     a worker deletes them (the snapshot holds what was kept)."""
+    ca_file: str | None = None
+    """PEM file of extra certificate authorities to trust besides certifi's (an intranet's own
+    CA)."""
     source_address: str | None = None
     """Local address outgoing crawl connections bind to (a machine with several addresses)."""
     log_format: str = "json"

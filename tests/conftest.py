@@ -277,6 +277,7 @@ def crawl(
     pool: ProxyPool | None = None,
     job_id: str | None = None,
     cpu: CpuPool | None = None,
+    settings: Settings | None = None,
 ) -> tuple[str, Stats]:
     """Run one job's crawl to the end (every URL has an outcome) with a worker in this
     thread; nothing is built. Returns the job id and its counters."""
@@ -285,7 +286,7 @@ def crawl(
     worker = Worker(
         sessions,
         store,
-        Settings(host_lease_s=5.0),
+        settings or Settings(host_lease_s=5.0),
         cpu or cpu_pool(),
         only_jobs={job_id},
         builds=False,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import gzip
 import random
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -58,6 +59,8 @@ class SiteState:
     """Pages that answer 404 (linked to as before)."""
     failing: set[int] = field(default_factory=set)
     """Pages that answer 503 (a passing failure)."""
+    close_every: int = 0
+    """Close each connection after this many answers (0: keep it open)."""
     unvalidated: set[int] = field(default_factory=set)
     """Pages that answer without an ETag (and ignore If-None-Match)."""
     heavy: set[int] = field(default_factory=set)
@@ -115,6 +118,11 @@ class Handler(BaseHTTPRequestHandler):
         headers: dict[str, str] | None = None,
     ) -> None:
         data = body.encode() if isinstance(body, str) else body
+        self.answered = getattr(self, "answered", 0) + 1
+        every = self.server.state.close_every
+        if every and self.answered % every == 0:
+            headers = {**(headers or {}), "Connection": "close"}
+            self.close_connection = True
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(data)))
@@ -309,6 +317,19 @@ class SiteServer(ThreadingHTTPServer):
     def origin(self) -> str:
         host, port = self.server_address[:2]
         return f"http://{host}:{port}"
+
+
+class TlsSiteServer(SiteServer):
+    """A `SiteServer` over HTTPS with the certificate `context` holds."""
+
+    def __init__(self, host: str, state: SiteState, context: ssl.SSLContext) -> None:
+        super().__init__(host, state)
+        self.socket = context.wrap_socket(self.socket, server_side=True)
+
+    @property
+    def origin(self) -> str:
+        host, port = self.server_address[:2]
+        return f"https://{host}:{port}"
 
 
 class Forbidding(BaseHTTPRequestHandler):

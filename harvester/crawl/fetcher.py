@@ -78,23 +78,30 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
 
 
 @functools.cache
-def _tls() -> ssl.SSLContext:
+def _tls(ca_file: str | None) -> ssl.SSLContext:
     # Built once: loading the CA bundle costs ~25 ms, and there is a client per host.
-    return ssl.create_default_context(cafile=certifi.where())
+    context = ssl.create_default_context(cafile=certifi.where())
+    if ca_file is not None:
+        context.load_verify_locations(cafile=ca_file)
+    return context
 
 
 def _guarded_transport(
-    guard: NetworkGuard, http2: bool, limits: httpx.Limits, local_address: str | None
+    guard: NetworkGuard,
+    tls: ssl.SSLContext,
+    http2: bool,
+    limits: httpx.Limits,
+    local_address: str | None,
 ) -> httpx.AsyncHTTPTransport:
     transport = httpx.AsyncHTTPTransport(
-        verify=_tls(), http2=http2, limits=limits, trust_env=False, local_address=local_address
+        verify=tls, http2=http2, limits=limits, trust_env=False, local_address=local_address
     )
     # httpx has no public hook for the network backend; swapping the pool is the supported
     # httpcore way to connect only to addresses the guard has judged.
     transport._pool = httpcore.AsyncConnectionPool(
         http1=True,
         http2=http2,
-        ssl_context=_tls(),
+        ssl_context=tls,
         max_connections=limits.max_connections,
         max_keepalive_connections=limits.max_keepalive_connections,
         keepalive_expiry=limits.keepalive_expiry,
@@ -123,8 +130,10 @@ class Fetcher:
         *,
         http2: bool = False,
         source_address: str | None = None,
+        ca_file: str | None = None,
     ) -> None:
         self._limits = limits
+        self._tls = _tls(ca_file)
         self._source = source_address
         self._guard = guard
         self._http2 = http2
@@ -151,14 +160,16 @@ class Fetcher:
             transport = (
                 httpx.AsyncHTTPTransport(
                     proxy=proxy.url,
-                    verify=_tls(),
+                    verify=self._tls,
                     http2=self._http2,
                     limits=self._pool_limits,
                     trust_env=False,
                     local_address=self._source,
                 )
                 if proxy
-                else _guarded_transport(self._guard, self._http2, self._pool_limits, self._source)
+                else _guarded_transport(
+                    self._guard, self._tls, self._http2, self._pool_limits, self._source
+                )
             )
             client = httpx.AsyncClient(
                 transport=transport,

@@ -38,13 +38,20 @@ class JobContext:
         *,
         has_snapshot: bool,
         source_address: str | None = None,
+        ca_file: str | None = None,
     ) -> JobContext:
         """Wire a job's parts from its spec."""
         return cls(
             job_id,
             spec,
             Admission(job_id, spec),
-            Fetcher(spec.limits, spec.politeness.user_agent, guard, source_address=source_address),
+            Fetcher(
+                spec.limits,
+                spec.politeness.user_agent,
+                guard,
+                source_address=source_address,
+                ca_file=ca_file,
+            ),
             proxy_pool,
             asyncio.Semaphore(spec.limits.global_concurrency),
             revalidate=spec.conditional_requests and has_snapshot,

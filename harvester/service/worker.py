@@ -339,6 +339,7 @@ class Worker:
             pool,
             has_snapshot=Snapshots(self._store).latest(spec.dataset) is not None,
             source_address=self._settings.source_address,
+            ca_file=self._settings.ca_file,
         )
 
     async def _claim_builds(self) -> None:

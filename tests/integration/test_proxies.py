@@ -6,18 +6,24 @@ says which proxy carried a request."""
 from __future__ import annotations
 
 import gc
+import itertools
 import socket
+import ssl
 from collections import Counter
+from pathlib import Path
 
 import pytest
+import trustme
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from harvester.catalog.models import FrontierEntry, Job
+from harvester.config import Settings
 from harvester.crawl.proxies import PoolConfig, ProxyPool
 from harvester.store.blob import BlobStore
 from tests.conftest import Proxies, crawl
-from tests.webtest import SiteServer
+from tests.faultproxy import FaultProxy
+from tests.webtest import SiteServer, SiteState, TlsSiteServer, start
 
 
 def _spec(site: SiteServer) -> dict[str, object]:
@@ -153,3 +159,49 @@ def test_a_forbidden_page_is_not_a_ban(
     assert [r["state"] for r in pool.health()] == ["ok", "ok"]
     peers = Counter(h.peer for h in site.state.log if h.path != "/members")
     assert set(peers) == {"127.0.0.21", "127.0.0.23"}  # both kept serving
+
+
+def test_through_a_tunnel_the_gap_counts_from_the_request_not_the_connect(
+    sqlite_catalog: sessionmaker[Session], store: BlobStore, proxies: Proxies, tmp_path: Path
+) -> None:
+    """HTTPS through an HTTP proxy: a new tunnel sends CONNECT and a TLS handshake before the
+    request. The link to the proxy adds 50 ms each way and the site closes every second
+    connection, so requests alternate between new and warm tunnels; counted from the CONNECT,
+    a request on a warm tunnel would follow one on a new tunnel a few round trips early."""
+    ca = trustme.CA()
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.5.31").configure_cert(context)
+    site = start(
+        TlsSiteServer("127.0.5.31", SiteState(pages=8, sitemap=False, close_every=2), context)
+    )
+    host, port = proxies.http1.removeprefix("http://").split(":")
+    link = FaultProxy((host, int(port)))
+    delay, rate = 0.05, 2.0
+    link.slow(delay)
+    spec = {
+        "dataset": "tls",
+        "seeds": [site.origin + "/"],
+        "scope": {"sitemaps": False},
+        "politeness": {"requests_per_second": rate, "concurrency_per_domain": 1},
+    }
+    pool = ProxyPool("default", PoolConfig(proxies=[f"http://127.0.0.1:{link.port}"]))
+    try:
+        _, stats = crawl(
+            spec,
+            sqlite_catalog,
+            store,
+            pool=pool,
+            settings=Settings(host_lease_s=5.0, ca_file=str(ca_file)),
+        )
+    finally:
+        link.close()
+        site.shutdown()
+        site.server_close()
+    assert stats.get("fetch/outcome/fetched") >= 8
+    times = sorted(h.t for h in site.state.log)
+    # The slow link can queue one chunk behind another: a request may arrive one delay later
+    # than it left, the next one on time. Counted from the CONNECT, the gap after a new
+    # tunnel would lose the CONNECT and TLS round trips (six delays and more).
+    assert min(b - a for a, b in itertools.pairwise(times)) >= 1 / rate - 2 * delay
