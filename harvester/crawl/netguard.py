@@ -2,8 +2,9 @@
 
 The check runs on the addresses a host name resolves to, and the connection is then opened to
 exactly the address that passed, so a DNS answer that changes between check and connect
-(rebinding) cannot slip a private address through. Numeric host forms (decimal, hex, octal,
-IPv4-mapped IPv6) resolve to the address they denote and are judged as that address.
+(rebinding) cannot slip a private address through. Numeric host forms (decimal, hex, octal)
+resolve to the address they denote, and IPv6 addresses that embed an IPv4 one (mapped, SIIT,
+IPv4-compatible, NAT64, 6to4, Teredo) are judged as that IPv4 address.
 """
 
 from __future__ import annotations
@@ -20,10 +21,33 @@ from harvester.errors import BlockedDestination, TransientFetchError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-# Metadata services that sit on otherwise routable addresses (AWS IPv6, Alibaba, Oracle).
+# Cloud platform endpoints that sit on otherwise routable addresses: AWS (IPv6), Alibaba,
+# Oracle, Azure's WireServer; 169.254.169.254 is link-local and refused as such.
 _METADATA = frozenset(
-    ipaddress.ip_address(a) for a in ("fd00:ec2::254", "100.100.100.200", "192.0.0.192")
+    ipaddress.ip_address(a)
+    for a in ("fd00:ec2::254", "100.100.100.200", "192.0.0.192", "168.63.129.16")
 )
+# IPv6 prefixes that carry an IPv4 address in their low 32 bits: NAT64 (RFC 6052, RFC 8215),
+# IPv4-compatible (deprecated) and SIIT (RFC 2765). On a DNS64/NAT64 network, 64:ff9b::a00:5
+# reaches 10.0.0.5.
+_EMBEDDING = tuple(
+    ipaddress.ip_network(n) for n in ("64:ff9b::/96", "64:ff9b:1::/48", "::/96", "::ffff:0:0:0/96")
+)
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address stands for, if it embeds one."""
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip.sixtofour is not None:  # 2002::/16
+        return ip.sixtofour
+    if ip.teredo is not None:  # 2001::/32: (server, client)
+        return ip.teredo[1]
+    if int(ip) <= 1:  # :: and ::1 are IPv6's own unspecified and loopback addresses
+        return None
+    if any(ip in network for network in _EMBEDDING):
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    return None
 
 
 class NetworkGuard:
@@ -39,8 +63,8 @@ class NetworkGuard:
         if self.allow_private:
             return None
         ip: IPAddress = ipaddress.ip_address(address.split("%", 1)[0])
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
+        if isinstance(ip, ipaddress.IPv6Address) and (inner := _embedded_ipv4(ip)) is not None:
+            ip = inner
         if any(ip in network for network in self._allowed):
             return None
         if ip in _METADATA:
