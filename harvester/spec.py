@@ -98,7 +98,10 @@ class Politeness(_Section):
     concurrency_per_domain: Annotated[int, Field(ge=1, le=256)] = 2
     respect_robots: bool = True
     user_agent: str = "HarvesterBot/1.0 (+https://github.com/harvester)"
-    max_retry_after_s: Annotated[float, Field(ge=0, le=86_400)] = 300.0
+    max_retry_after_s: Annotated[float, Field(ge=0, le=3600)] = 300.0
+    max_crawl_delay_s: Annotated[float, Field(ge=0, le=3600)] = 60.0
+    """A robots.txt Crawl-delay longer than this cannot be honoured within a crawl: that
+    origin's URLs are skipped `robots/crawl-delay` (as Nutch does), never waited for."""
     slow_response_s: Annotated[float, Field(gt=0)] = 5.0
     """Responses slower than this count as a latency signal and slow the domain down."""
     robots_patience_s: Annotated[float, Field(ge=0, le=86_400)] = 600.0
@@ -111,8 +114,8 @@ class Retry(_Section):
     """Retry policy for transient failures."""
 
     max_attempts: Annotated[int, Field(ge=1, le=20)] = 4
-    backoff_initial_s: Annotated[float, Field(ge=0)] = 0.5
-    backoff_max_s: Annotated[float, Field(ge=0)] = 60.0
+    backoff_initial_s: Annotated[float, Field(ge=0, le=600)] = 0.5
+    backoff_max_s: Annotated[float, Field(ge=0, le=3600)] = 60.0
 
 
 class Extraction(_Section):

@@ -42,7 +42,8 @@ class Discovery:
         self._robots: dict[str, RobotsCache] = {}  # by user agent
 
     async def decision(self, job: JobContext, url: str, counters: Counter[str]) -> str:
-        """`allowed`, `ignored`, `disallowed` or `unavailable` for the job's user agent.
+        """`allowed`, `ignored`, `disallowed`, `unavailable` or `crawl-delay` (longer than the
+        job will wait) for the job's user agent.
         While robots.txt answers 5xx and the job's patience lasts, raises `Deferred`; raises
         the `FetchError` that kept robots.txt from being fetched at all."""
         origin = origin_of(url)
@@ -65,9 +66,14 @@ class Discovery:
             retry_s = min(UNAVAILABLE_RETRY_S, max(0.5, patience / 4))
             cache = self._robots[agent] = RobotsCache(fetch, retry_s)
         rules, fetched_now = await cache.rules(origin)
+        delay = rules.crawl_delay(agent)
+        too_slow = delay is not None and delay > job.spec.politeness.max_crawl_delay_s
         if fetched_now:
-            self._on_crawl_delay(agent, rules.crawl_delay(agent))
+            if not too_slow:
+                self._on_crawl_delay(agent, delay)
             counters[f"robots/{rules.state}"] += 1
+        if too_slow:
+            return "crawl-delay"
         await self._first_contact(job, origin, rules.sitemaps(), counters)
         decision = rules.decision(url, agent)
         if decision == "unavailable" and (

@@ -47,6 +47,7 @@ class DomainRateController:
     def set_ceiling(self, rate: float) -> None:
         """A new hard ceiling (the lowest limit of the jobs on the host, a policy, a
         Crawl-delay); the adaptive rate stays below it and the next gap obeys it at once."""
+        rate = max(rate, _MIN_RATE)
         if rate == self.ceiling:
             return
         unthrottled = self.rate >= self.ceiling
