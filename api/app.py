@@ -6,6 +6,7 @@ from fastapi import FastAPI
 from sqlalchemy.orm import Session, sessionmaker
 
 from api import errors
+from api.bodyguard import BodyGuard
 from api.deps import Services
 from api.routes import datasets, health, hosts, jobs, keys, proxy_pools, schedules
 from api.schemas import ERROR_RESPONSES
@@ -38,6 +39,7 @@ def create_app(
         worker=worker,
     )
     errors.install(app)
+    app.add_middleware(BodyGuard, sessions=app.state.services.sessions)
     for module in (health, jobs, datasets, schedules, hosts, proxy_pools, keys):
         app.include_router(module.router, responses=ERROR_RESPONSES)
     return app

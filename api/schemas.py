@@ -248,6 +248,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         403: "The key lacks the scope",
         404: "Not found",
         409: "Conflicts with the resource's state",
+        413: "Request body over 1 MiB",
         416: "Range not satisfiable",
         422: "Invalid input (the fields are named)",
         500: "Internal error",
