@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -20,6 +19,7 @@ from pydantic import (
 )
 
 from harvester.errors import ConfigurationError
+from harvester.patterns import compile_pattern
 
 DEFAULT_TRACKING_PARAMS = (
     "utm_*",
@@ -58,7 +58,7 @@ class Scope(_Section):
     include_subdomains: bool = True
     max_depth: Annotated[int, Field(ge=0)] = 5
     include: list[str] = []
-    """Regexes; when given, a URL must match one."""
+    """Regexes (RE2 syntax); when given, a URL must match one."""
     exclude: list[str] = []
     strip_tracking_params: bool = True
     tracking_params: list[str] = list(DEFAULT_TRACKING_PARAMS)
@@ -69,10 +69,7 @@ class Scope(_Section):
     @classmethod
     def _regexes_compile(cls, patterns: list[str]) -> list[str]:
         for pattern in patterns:
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(f"invalid regex {pattern!r}: {exc}") from exc
+            compile_pattern(pattern)
         return patterns
 
 

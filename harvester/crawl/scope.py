@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 
 from harvester.crawl.urls import domain_of
+from harvester.patterns import compile_pattern
 from harvester.spec import Scope
 
 
@@ -17,8 +17,8 @@ class ScopeRules:
         self._domains = frozenset(d.lower().strip(".") for d in domains)
         self._subdomains = scope.include_subdomains
         self._max_depth = scope.max_depth
-        self._include = [re.compile(p) for p in scope.include]
-        self._exclude = [re.compile(p) for p in scope.exclude]
+        self._include = [compile_pattern(p) for p in scope.include]
+        self._exclude = [compile_pattern(p) for p in scope.exclude]
 
     def allows_domain(self, domain: str) -> bool:
         """True when `domain` is an allowed domain, or a subdomain of one if those are allowed."""
