@@ -124,8 +124,10 @@ def _ready_to_build(session: Session) -> ColumnElement[bool]:
             FrontierEntry.job_id == Job.id, FrontierEntry.state != "done"
         )
     )
-    return Job.cancel_requested.is_(False) & or_(
-        (Job.state == JobState.RUNNING) & crawled,
+    # A build whose builder died is taken over even when a cancel came meanwhile: the new
+    # builder sees the cancel before it writes anything and ends the job `cancelled`.
+    return or_(
+        (Job.state == JobState.RUNNING) & crawled & Job.cancel_requested.is_(False),
         (Job.state == JobState.BUILDING) & (Job.lease_until < db_now(session)),
     )
 
