@@ -24,6 +24,7 @@ from harvester.crawl.staging import staging_prefix
 from harvester.demo_site import serve_demo_site
 from harvester.errors import ConfigurationError, NotFound, StorageError
 from harvester.jobs import FINISHED, JobState, create_job, find_resumable
+from harvester.service.keys import create_key, list_keys, revoke_key
 from harvester.service.runner import run_roles
 from harvester.service.worker import Worker
 from harvester.spec import JobSpec, load_spec_file, parse_spec
@@ -252,6 +253,47 @@ def datasets_download(
         raise typer.Exit(2 if isinstance(exc, NotFound) else 1) from exc
     print(f"{name}@v{manifest.version}: {len(manifest.files)} files verified")
     print(target / name / f"v{manifest.version}")
+
+
+keys_app = typer.Typer(
+    help="API keys, on the catalog directly (to recover access without a working key).",
+    no_args_is_help=True,
+)
+app.add_typer(keys_app, name="keys")
+
+
+def _catalog() -> sessionmaker[Session]:
+    return open_catalog(Settings().database_url)
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Argument(help="What the key is for.")],
+    scope: Annotated[str, typer.Option(help="`admin` or `read`.")] = "admin",
+) -> None:
+    """Create a key and print it (the only time it is shown)."""
+    if scope not in ("admin", "read"):
+        console.print("[red]error:[/] --scope is `admin` or `read`")
+        raise typer.Exit(2)
+    key_id, key = create_key(_catalog(), name, "admin" if scope == "admin" else "read")
+    print(f"{key_id} {key}")
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """Every key's record, one a line (never the key): id, scope, created, revoked, name."""
+    for row in list_keys(_catalog()):
+        revoked = f"{row.revoked_at:%Y-%m-%dT%H:%M}" if row.revoked_at else "-"
+        print(f"{row.id}\t{row.scope}\t{row.created_at:%Y-%m-%dT%H:%M}\t{revoked}\t{row.name}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id.")]) -> None:
+    """Revoke a key (API processes stop accepting it within seconds)."""
+    if not revoke_key(_catalog(), key_id):
+        console.print(f"[red]error:[/] no active key {key_id}")
+        raise typer.Exit(2)
+    print(f"revoked {key_id}")
 
 
 def _roles(api: bool, worker: bool, scheduler: bool, host: str, port: int) -> None:

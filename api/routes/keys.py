@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from sqlalchemy import select
 
 from api.deps import Admin, Svc
 from api.errors import ApiError
 from api.schemas import KeyIn, KeyOut
 from harvester.catalog.models import ApiKey
-from harvester.service.keys import create_key, revoke_key
+from harvester.service import keys
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"])
 
@@ -28,7 +27,7 @@ def _out(row: ApiKey, key: str | None = None) -> KeyOut:
 @router.post("", status_code=201)
 def create(body: KeyIn, svc: Svc, _: Admin) -> KeyOut:
     """A new key with the `read` or `admin` scope; the answer is the only time it is shown."""
-    key_id, key = create_key(svc.sessions, body.name, body.scope)
+    key_id, key = keys.create_key(svc.sessions, body.name, body.scope)
     with svc.sessions() as session:
         row = session.get(ApiKey, key_id)
         assert row is not None
@@ -38,12 +37,11 @@ def create(body: KeyIn, svc: Svc, _: Admin) -> KeyOut:
 @router.get("")
 def list_keys(svc: Svc, _: Admin) -> list[KeyOut]:
     """Every key's record (never the key)."""
-    with svc.sessions() as session:
-        return [_out(r) for r in session.scalars(select(ApiKey).order_by(ApiKey.created_at))]
+    return [_out(r) for r in keys.list_keys(svc.sessions)]
 
 
 @router.delete("/{key_id}", status_code=204)
 def revoke(key_id: str, svc: Svc, _: Admin) -> None:
     """Revoke a key: it stops working at once here, within seconds on other API processes."""
-    if not revoke_key(svc.sessions, key_id):
+    if not keys.revoke_key(svc.sessions, key_id):
         raise ApiError(404, "not_found", f"no active key {key_id}")

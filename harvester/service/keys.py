@@ -9,7 +9,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Literal
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from harvester.catalog.models import ApiKey
@@ -46,10 +46,17 @@ def create_key(sessions: sessionmaker[Session], name: str, scope: Scope) -> tupl
 
 
 def register_key(sessions: sessionmaker[Session], key: str, name: str, scope: Scope) -> None:
-    """Make a key chosen by the operator (HARVESTER_API_KEY) valid, idempotently."""
+    """Make a key chosen by the operator (HARVESTER_API_KEY) valid, idempotently; the keys
+    registered under the same name before it are revoked (the setting was rotated). A key
+    revoked through the API stays revoked."""
     _cache.clear()
     digest = _digest(key)
     with sessions.begin() as session:
+        session.execute(
+            update(ApiKey)
+            .where(ApiKey.name == name, ApiKey.key_hash != digest, ApiKey.revoked_at.is_(None))
+            .values(revoked_at=datetime.now(UTC))
+        )
         if session.scalar(select(ApiKey.id).where(ApiKey.key_hash == digest)) is None:
             session.add(
                 ApiKey(
@@ -85,6 +92,12 @@ def scope_of(sessions: sessionmaker[Session], key: str) -> Scope | None:
         _cache.clear()
     _cache[digest] = (scope, now + CACHE_S)
     return scope
+
+
+def list_keys(sessions: sessionmaker[Session]) -> list[ApiKey]:
+    """Every key's record, oldest first (never the key itself)."""
+    with sessions() as session:
+        return list(session.scalars(select(ApiKey).order_by(ApiKey.created_at)))
 
 
 def revoke_key(sessions: sessionmaker[Session], key_id: str) -> bool:
