@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
 from fastapi import APIRouter
 from sqlalchemy import select
 
@@ -15,28 +13,20 @@ from api.errors import ApiError
 from api.routes.jobs import job_out
 from api.schemas import JobOut, ScheduleIn, ScheduleOut, SchedulePatch
 from harvester.catalog.models import Job, Schedule
-from harvester.service.scheduler import Busy, fire, next_run
+from harvester.errors import ConfigurationError
+from harvester.service.scheduler import Busy, check_cron, fire, next_run
 from harvester.spec import JobSpec, parse_spec
 
 router = APIRouter(prefix="/v1/schedules", tags=["schedules"])
 
 
 def _check(cron: str, timezone: str) -> None:
-    if not croniter.is_valid(cron):
-        raise ApiError(
-            422,
-            "validation_error",
-            f"invalid cron expression {cron!r}",
-            [{"field": "cron", "message": "not a valid cron expression"}],
-        )
     try:
-        ZoneInfo(timezone)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
+        check_cron(cron, timezone)
+    except ConfigurationError as exc:
+        field = "timezone" if "timezone" in str(exc) else "cron"
         raise ApiError(
-            422,
-            "validation_error",
-            f"unknown timezone {timezone!r}",
-            [{"field": "timezone", "message": "unknown IANA timezone"}],
+            422, "validation_error", str(exc), [{"field": field, "message": str(exc)}]
         ) from exc
 
 

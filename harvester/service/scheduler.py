@@ -13,10 +13,10 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
-from zoneinfo import ZoneInfo
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -40,13 +40,28 @@ def next_run(cron: str, timezone: str, after: datetime) -> datetime:
 
 
 def latest_due(cron: str, timezone: str, after: datetime, now: datetime) -> datetime | None:
-    """The most recent time in (after, now] that `cron` names: missed runs collapse to it."""
-    due = None
-    candidate = next_run(cron, timezone, after)
-    while candidate <= now:
-        due = candidate
-        candidate = next_run(cron, timezone, candidate)
-    return due
+    """The most recent time in (after, now] that `cron` names: missed runs collapse to it
+    (found in one step, however long no scheduler ran)."""
+    local = (now + timedelta(seconds=1)).astimezone(ZoneInfo(timezone))
+    due: datetime = croniter(cron, local).get_prev(datetime).astimezone(UTC)
+    return due if due > after else None
+
+
+def check_cron(cron: str, timezone: str) -> None:
+    """ConfigurationError unless `cron` has five fields (so it fires at most once a minute),
+    `timezone` is an IANA name, and the expression names a date that exists."""
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigurationError(f"unknown timezone {timezone!r}") from exc
+    if len(cron.split()) != 5 or not croniter.is_valid(cron):
+        raise ConfigurationError(
+            f"invalid cron expression {cron!r}: five fields, minute hour day month weekday"
+        )
+    try:
+        next_run(cron, timezone, datetime.now(UTC))
+    except CroniterBadDateError as exc:
+        raise ConfigurationError(f"cron expression {cron!r} names no date that exists") from exc
 
 
 class Busy(Exception):
