@@ -46,6 +46,11 @@ CHALLENGE_MAX_CHARS = 64_000
 """A page longer than this is content, whatever it quotes: interstitials are small."""
 
 
+Short = Annotated[str, Field(max_length=500)]
+"""A name, a marker, a header value: short by nature; a long one is a mistake or an attack."""
+Pattern = Annotated[str, Field(max_length=2000)]
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -53,15 +58,15 @@ class _Section(BaseModel):
 class Scope(_Section):
     """Which URLs belong to the job."""
 
-    allowed_domains: list[str] = []
+    allowed_domains: Annotated[list[Short], Field(max_length=10_000)] = []
     """Hosts the crawl may visit; empty means the seeds' hosts."""
     include_subdomains: bool = True
-    max_depth: Annotated[int, Field(ge=0)] = 5
-    include: list[str] = []
+    max_depth: Annotated[int, Field(ge=0, le=100_000)] = 5
+    include: Annotated[list[Pattern], Field(max_length=100)] = []
     """Regexes (RE2 syntax); when given, a URL must match one."""
-    exclude: list[str] = []
+    exclude: Annotated[list[Pattern], Field(max_length=100)] = []
     strip_tracking_params: bool = True
-    tracking_params: list[str] = list(DEFAULT_TRACKING_PARAMS)
+    tracking_params: Annotated[list[Short], Field(max_length=1000)] = list(DEFAULT_TRACKING_PARAMS)
     """Query parameter names dropped from URLs; a trailing `*` matches a prefix."""
     sitemaps: bool = True
 
@@ -76,15 +81,18 @@ class Scope(_Section):
 class Limits(_Section):
     """Per-job and per-page budgets."""
 
-    max_pages: Annotated[int, Field(ge=1)] = 10_000
-    max_bytes_per_page: Annotated[int, Field(ge=1024)] = 10 * 1024 * 1024
+    max_pages: Annotated[int, Field(ge=1, le=1_000_000_000)] = 10_000
+    max_bytes_per_page: Annotated[int, Field(ge=1024, le=100 * 1024 * 1024)] = 10 * 1024 * 1024
     timeout_s: Annotated[float, Field(gt=0, le=600)] = 30.0
     connect_timeout_s: Annotated[float, Field(gt=0, le=120)] = 10.0
     read_timeout_s: Annotated[float, Field(gt=0, le=600)] = 20.0
     max_redirects: Annotated[int, Field(ge=0, le=30)] = 10
-    content_types: list[str] = ["text/html", "application/xhtml+xml"]
+    content_types: Annotated[list[Short], Field(max_length=100)] = [
+        "text/html",
+        "application/xhtml+xml",
+    ]
     global_concurrency: Annotated[int, Field(ge=1, le=10_000)] = 64
-    max_duration_s: Annotated[float | None, Field(gt=0)] = None
+    max_duration_s: Annotated[float | None, Field(gt=0, le=90 * 86_400)] = None
     """Wall-clock limit of the crawl: then its pending URLs are skipped and the job builds."""
 
 
@@ -94,7 +102,7 @@ class Politeness(_Section):
     requests_per_second: Annotated[float, Field(gt=0, le=1000)] = 1.0
     concurrency_per_domain: Annotated[int, Field(ge=1, le=256)] = 2
     respect_robots: bool = True
-    user_agent: str = "HarvesterBot/1.0 (+https://github.com/harvester)"
+    user_agent: Short = "HarvesterBot/1.0 (+https://github.com/harvester)"
     max_retry_after_s: Annotated[float, Field(ge=0, le=3600)] = 300.0
     max_crawl_delay_s: Annotated[float, Field(ge=0, le=3600)] = 60.0
     """A robots.txt Crawl-delay longer than this cannot be honoured within a crawl: that
@@ -197,7 +205,7 @@ class Splits(_Section):
     validation: Annotated[float, Field(ge=0, le=1)] = 0.01
     test: Annotated[float, Field(ge=0, le=1)] = 0.01
     group_by: Literal["url", "domain", "cluster"] = "cluster"
-    salt: str | None = None
+    salt: Short | None = None
     """Fixed at the dataset's first version; later specs cannot change it."""
 
     @model_validator(mode="after")
@@ -211,8 +219,8 @@ class Splits(_Section):
 class Shards(_Section):
     """Parquet layout of a snapshot."""
 
-    max_bytes: Annotated[int, Field(ge=1024)] = 256 * 1024 * 1024
-    row_group_bytes: Annotated[int, Field(ge=1024)] = 96 * 1024 * 1024
+    max_bytes: Annotated[int, Field(ge=1024, le=16 * 1024**3)] = 256 * 1024 * 1024
+    row_group_bytes: Annotated[int, Field(ge=1024, le=4 * 1024**3)] = 96 * 1024 * 1024
     shuffle_seed: int = 0
 
 
@@ -220,13 +228,13 @@ class JobSpec(_Section):
     """A crawl job; everything but `seeds` and `dataset` has defaults."""
 
     dataset: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")]
-    seeds: Annotated[list[HttpUrl], Field(min_length=1)]
+    seeds: Annotated[list[HttpUrl], Field(min_length=1, max_length=1_000_000)]
     scope: Scope = Scope()
     limits: Limits = Limits()
     politeness: Politeness = Politeness()
     retry: Retry = Retry()
-    proxy_pool: str | None = None
-    ban_markers: list[str] = list(DEFAULT_BAN_MARKERS)
+    proxy_pool: Short | None = None
+    ban_markers: Annotated[list[Short], Field(max_length=100)] = list(DEFAULT_BAN_MARKERS)
     """Body substrings that mark a challenge interstitial (in a page of at most
     `CHALLENGE_MAX_CHARS`): through a proxy, it is banned for the domain."""
     conditional_requests: bool = True
