@@ -9,12 +9,12 @@ to cool down instead of failing the URL.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -24,12 +24,18 @@ from harvester.errors import ConfigurationError
 _SCHEMES = ("http", "https", "socks5", "socks5h")
 
 
+# scheme://[user[:password]@]host:port and nothing else: a `/ ? # @` in the credentials must
+# be percent-encoded, so the last `@` always ends them and no path or query can hide any.
+_PROXY_URL = re.compile(
+    r"^(?:http|https|socks5|socks5h)://(?:[^@/?#]*@)?(?:[^@/?#:\[\]]+|\[[0-9A-Fa-f:.]+\]):"
+    r"[0-9]{1,5}/?$"
+)
+
+
 def mask_proxy(url: str) -> str:
-    """The proxy URL with any user name and password replaced by `***`."""
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]).geturl()
+    """The proxy URL with everything between `://` and the last `@` replaced by `***`: on the
+    raw string, so even a malformed URL never shows its credentials."""
+    return re.sub(r"://.*@", "://***@", url, count=1, flags=re.DOTALL)
 
 
 class PoolConfig(BaseModel):
@@ -48,12 +54,13 @@ class PoolConfig(BaseModel):
     @classmethod
     def _valid_urls(cls, value: list[str] | list[list[str]]) -> list[str] | list[list[str]]:
         flat = [u for item in value for u in ([item] if isinstance(item, str) else item)]
-        for url in flat:
-            parts = urlsplit(url)
-            if parts.scheme not in _SCHEMES or not parts.hostname or parts.port is None:
+        for number, url in enumerate(flat, 1):
+            port = url.rpartition(":")[2].rstrip("/")
+            if not _PROXY_URL.match(url) or not 0 < int(port) < 65536:
+                # Never the URL itself, nor a parser's words about it: they can carry a password.
                 raise ValueError(
-                    f"proxy {mask_proxy(url)!r} must be scheme://[user:pass@]host:port "
-                    f"with scheme one of {', '.join(_SCHEMES)}"
+                    f"proxy #{number} must be scheme://[user:pass@]host:port, with scheme one "
+                    f"of {', '.join(_SCHEMES)} and / ? # @ in credentials percent-encoded"
                 )
         return value
 
