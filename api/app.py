@@ -39,7 +39,11 @@ def create_app(
         worker=worker,
     )
     errors.install(app)
-    app.add_middleware(BodyGuard, sessions=app.state.services.sessions)
+    app.add_middleware(
+        BodyGuard,
+        sessions=app.state.services.sessions,
+        writes_per_minute=settings.api_writes_per_minute,
+    )
     for module in (health, jobs, datasets, schedules, hosts, proxy_pools, keys):
         app.include_router(module.router, responses=ERROR_RESPONSES)
     return app

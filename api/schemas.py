@@ -251,6 +251,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         413: "Request body over 1 MiB",
         416: "Range not satisfiable",
         422: "Invalid input (the fields are named)",
+        429: "Too many writes with this key; retry after Retry-After",
         500: "Internal error",
         503: "The catalog or the object store is unavailable for now; retry after Retry-After",
     }.items()

@@ -17,6 +17,8 @@ class Settings(BaseSettings):
     s3_timeout_s: float = 30.0
     """An object-store call that gets no answer for this long fails (and is retried later)."""
     api_key: SecretStr | None = None
+    api_writes_per_minute: int = 120
+    """Writes (POST, PUT, PATCH, DELETE) one API key may make a minute; more get 429."""
     allow_private_networks: bool = False
     allowed_networks: list[str] = []
     """CIDR ranges crawlable despite the guard, e.g. `["10.20.0.0/16"]` for an intranet."""

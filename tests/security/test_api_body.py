@@ -56,3 +56,22 @@ def test_a_small_body_with_a_key_goes_through(client: TestClient) -> None:
     answer = client.post("/v1/jobs", json={"dataset": "d", "seeds": []}, headers=ADMIN)
     assert answer.status_code == 422  # parsed and validated as before
     assert answer.json()["error"]["code"] == "validation_error"
+
+
+def test_a_key_that_writes_too_fast_gets_429(
+    sqlite_catalog: sessionmaker[Session], tmp_path: Path
+) -> None:
+    settings = Settings(storage_url=str(tmp_path / "store"), api_writes_per_minute=3)
+    app = create_app(settings, sessions=sqlite_catalog)
+    first = {"Authorization": f"Bearer {bootstrap(sqlite_catalog, None)}"}
+    with TestClient(app) as client:
+        made = client.post("/v1/keys", json={"name": "b", "scope": "admin"}, headers=first)
+        second = {"Authorization": f"Bearer {made.json()['key']}"}
+        answers = [client.post("/v1/jobs", json={}, headers=first).status_code for _ in range(3)]
+        assert answers == [422, 422, 429]  # the key's third write this minute (one made `b`)
+        limited = client.post("/v1/jobs", json={}, headers=first)
+        assert limited.status_code == 429
+        assert limited.headers["retry-after"] == "20"
+        assert limited.json()["error"]["code"] == "too_many_requests"
+        assert client.post("/v1/jobs", json={}, headers=second).status_code == 422  # its own
+        assert client.get("/v1/jobs", headers=first).status_code == 200  # reads are not limited
