@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Annotated
 
+import httpx
 from fastapi import APIRouter, Path
 
 from api.deps import Admin, Reader, Svc
 from api.errors import ApiError
 from api.schemas import ProxyOut, ProxyPoolOut
+from harvester.crawl.netguard import NetworkGuard
 from harvester.crawl.proxies import PoolConfig, ProxyPool, mask_proxy
 from harvester.service.pools import delete_pool, load_pool, pool_names, save_pool
 
@@ -60,7 +63,18 @@ def get_pool(name: Name, svc: Svc, _: Reader) -> ProxyPoolOut:
 
 @router.put("/{name}")
 def put_pool(name: Name, config: PoolConfig, svc: Svc, _: Admin) -> ProxyPoolOut:
-    """Create or replace a pool (the same shape as a proxies file's pool)."""
+    """Create or replace a pool (the same shape as a proxies file's pool). A proxy given by
+    an address the network guard refuses is refused here; one given by name is judged on
+    every connection to it."""
+    guard = NetworkGuard(svc.settings.allow_private_networks, svc.settings.allowed_networks)
+    for number, url in enumerate((u for tier in config.tier_lists() for u in tier), 1):
+        host = httpx.URL(url).host
+        why = "loopback" if host == "localhost" else _literal_refusal(guard, host)
+        if why is not None:
+            message = f"proxy #{number}: the network guard refuses its address ({why})"
+            raise ApiError(
+                422, "validation_error", message, [{"field": "proxies", "message": message}]
+            )
     save_pool(svc.sessions, name, config)
     return _out({}, name, config)
 
@@ -70,3 +84,11 @@ def remove_pool(name: Name, svc: Svc, _: Admin) -> None:
     """Delete a pool."""
     if not delete_pool(svc.sessions, name):
         raise ApiError(404, "not_found", f"no proxy pool {name!r}")
+
+
+def _literal_refusal(guard: NetworkGuard, host: str) -> str | None:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return None  # a name: judged when it is resolved, at each connection
+    return guard.refusal(host)

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import certifi
@@ -111,6 +112,35 @@ def _guarded_transport(
     return transport
 
 
+def _proxied_transport(
+    proxy_url: str, guard: NetworkGuard, tls: ssl.SSLContext, http2: bool, limits: httpx.Limits
+) -> httpx.AsyncHTTPTransport:
+    """Through a proxy, built as httpx builds it but connecting through the guard: the
+    proxy's own address is judged at every connection, like a destination's."""
+    transport = httpx.AsyncHTTPTransport(verify=tls, http2=http2, limits=limits, trust_env=False)
+    proxy = httpx.Proxy(proxy_url)
+    url = httpcore.URL(
+        scheme=proxy.url.raw_scheme,
+        host=proxy.url.raw_host,
+        port=proxy.url.port,
+        target=proxy.url.raw_path,
+    )
+    common: dict[str, Any] = {
+        "ssl_context": tls,
+        "max_connections": limits.max_connections,
+        "max_keepalive_connections": limits.max_keepalive_connections,
+        "keepalive_expiry": limits.keepalive_expiry,
+        "http1": True,
+        "http2": http2,
+        "network_backend": GuardedBackend(guard),
+    }
+    if proxy.url.scheme in ("socks5", "socks5h"):
+        transport._pool = httpcore.AsyncSOCKSProxy(url, proxy.raw_auth, **common)
+    else:
+        transport._pool = httpcore.AsyncHTTPProxy(url, proxy.raw_auth, proxy.headers.raw, **common)
+    return transport
+
+
 def _nothing() -> None:
     """`sent` callback when no politeness applies."""
 
@@ -158,13 +188,8 @@ class Fetcher:
         client = self._clients.get(key)
         if client is None:
             transport = (
-                httpx.AsyncHTTPTransport(
-                    proxy=proxy.url,
-                    verify=self._tls,
-                    http2=self._http2,
-                    limits=self._pool_limits,
-                    trust_env=False,
-                    local_address=self._source,
+                _proxied_transport(
+                    proxy.url, self._guard, self._tls, self._http2, self._pool_limits
                 )
                 if proxy
                 else _guarded_transport(
