@@ -4,17 +4,19 @@ agent and shared by every job on the host; each job reads the origin's sitemaps 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 from harvester.crawl.attempt import FetchPolicy
 from harvester.crawl.jobcontext import JobContext
 from harvester.crawl.outcome import Outcome
 from harvester.crawl.robots import UNAVAILABLE_RETRY_S, RobotsCache
-from harvester.crawl.sitemaps import parse_sitemap
+from harvester.crawl.sitemaps import Sitemap, parse_sitemap
 from harvester.crawl.urls import origin_of
 from harvester.errors import FetchError
 
 MAX_SITEMAPS = 50
+Parse = Callable[[Callable[[bytes, int], Sitemap], bytes, int], Awaitable[Sitemap]]
+"""Runs a parser off the event loop (in the CPU pool)."""
 
 
 class Deferred(Exception):
@@ -34,7 +36,9 @@ class Discovery:
         same_host: Callable[[str], bool],
         on_crawl_delay: Callable[[str, float | None], None],
         on_urls: Callable[[JobContext, list[str]], None],
+        parse: Parse,
     ) -> None:
+        self._parse = parse
         self._policy = policy
         self._on_urls = on_urls
         self._same_host = same_host
@@ -113,7 +117,7 @@ class Discovery:
                 continue
             finally:
                 counters.update(scratch.counters)
-            sitemap = parse_sitemap(result.body)
+            sitemap = await self._parse(parse_sitemap, result.body, job.spec.limits.max_pages)
             counters["sitemap/fetched"] += 1
             todo += [s for s in sitemap.sitemaps if s not in done]
             self._on_urls(job, sitemap.pages)

@@ -89,7 +89,9 @@ class HostRunner:
         self.controller = DomainRateController(1.0)
         self.controller.hold_off(wait_s)
         self._fetch = FetchPolicy(host, self.controller, self._same_host, shared.proven)
-        self._discovery = Discovery(self._fetch, self._same_host, self._crawl_delay, self._found)
+        self._discovery = Discovery(
+            self._fetch, self._same_host, self._crawl_delay, self._found, shared.cpu.run
+        )
         self._queues: dict[str, deque[Claimed]] = {}
         self._order: deque[str] = deque()  # round-robin between jobs
         self._deferred: list[tuple[float, Claimed]] = []  # (when, URL): robots.txt was down

@@ -19,22 +19,28 @@ class Sitemap:
     sitemaps: list[str]
 
 
-def parse_sitemap(body: bytes) -> Sitemap:
-    """Parse a `<urlset>` or `<sitemapindex>`; malformed input yields an empty sitemap."""
+def parse_sitemap(body: bytes, limit: int = 50_000) -> Sitemap:
+    """Parse a `<urlset>` or `<sitemapindex>`, keeping at most `limit` URLs (parsing stops
+    there); malformed input yields what was read before the error. Runs in the CPU pool:
+    a 50 MB sitemap must not hold the event loop."""
     if body[:2] == b"\x1f\x8b":
         try:
             body = gzip.GzipFile(fileobj=io.BytesIO(body)).read(MAX_SITEMAP_BYTES)
         except (OSError, EOFError, zlib.error):
             return Sitemap([], [])
+    locs: list[str] = []
+    index = False
     try:
-        root = ElementTree.fromstring(body)
+        for event, el in ElementTree.iterparse(io.BytesIO(body), events=("start", "end")):
+            name = el.tag.rsplit("}", 1)[-1]
+            if event == "start":
+                index = index or name == "sitemapindex"
+                continue
+            if name == "loc" and (text := (el.text or "").strip()):
+                locs.append(text)
+                if len(locs) >= limit:
+                    break
+            el.clear()  # memory stays flat on a large sitemap
     except ElementTree.ParseError:
-        return Sitemap([], [])
-    locs = [
-        (el.text or "").strip()
-        for el in root.iter()
-        if el.tag.rsplit("}", 1)[-1] == "loc" and (el.text or "").strip()
-    ]
-    if root.tag.rsplit("}", 1)[-1] == "sitemapindex":
-        return Sitemap([], locs)
-    return Sitemap(locs, [])
+        pass
+    return Sitemap([], locs) if index else Sitemap(locs, [])
