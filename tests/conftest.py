@@ -16,16 +16,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from harvester.catalog.db import make_engine, migrate, open_catalog
-from harvester.catalog.models import Job
+from harvester.catalog.models import FrontierEntry, Job, StagingPart
 from harvester.config import Settings
 from harvester.cpu import CpuPool
 from harvester.crawl.netguard import NetworkGuard
 from harvester.crawl.proxies import ProxyPool
-from harvester.jobs import build_snapshot, crawled, create_job
+from harvester.jobs import FINISHED, build_snapshot, crawled, create_job
 from harvester.service.worker import Worker
 from harvester.spec import parse_spec
 from harvester.stats import Stats
@@ -299,6 +299,55 @@ def crawl(
         job = session.get(Job, job_id)
         assert job is not None
         return job_id, Stats(job.stats)
+
+
+def build_job(
+    sessions: sessionmaker[Session],
+    store: BlobStore,
+    job_id: str,
+    settings: Settings,
+    watch: sessionmaker[Session] | None = None,
+) -> Job:
+    """Run a worker on a crawled job until it ends (its build succeeded, failed or was
+    cancelled); `watch` reads the job's state when `sessions` may be failing on purpose."""
+    watching = watch or sessions
+
+    def finished() -> bool:
+        with watching() as session:
+            job = session.get(Job, job_id)
+            return job is not None and job.state in FINISHED
+
+    worker = Worker(
+        sessions,
+        store,
+        settings,
+        cpu_pool(),
+        only_jobs={job_id},
+        stop_when=finished,
+        guard=NetworkGuard(True),
+    )
+    asyncio.run(worker.run())
+    with watching() as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        return job
+
+
+def assert_each_url_staged_once(
+    sessions: sessionmaker[Session], store: BlobStore, job_id: str, stats: Stats, fetched: int
+) -> None:
+    """Every URL of the job has its outcome, `fetched` of them fetched (and counted so), and
+    each fetched page is staged exactly once."""
+    with sessions() as session:
+        rows = session.execute(
+            select(FrontierEntry.outcome, FrontierEntry.state).where(FrontierEntry.job_id == job_id)
+        ).all()
+        paths = session.scalars(select(StagingPart.path).where(StagingPart.job_id == job_id)).all()
+    assert {state for _, state in rows} == {"done"}
+    assert sum(1 for outcome, _ in rows if outcome == "fetched") == fetched
+    assert stats.get("fetch/outcome/fetched") == fetched
+    urls = store.read_parquet(list(paths), columns=["url"]).column("url").to_pylist()
+    assert len(urls) == len(set(urls)) == fetched
 
 
 def crawl_and_build(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 
 import pyarrow.parquet as pq
@@ -13,14 +12,16 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api import create_app
 from harvester.catalog.db import make_engine, migrate
-from harvester.catalog.models import FrontierEntry, Job, StagingPart
+from harvester.catalog.models import FrontierEntry, StagingPart
 from harvester.config import Settings
-from harvester.crawl.netguard import NetworkGuard
 from harvester.service.keys import bootstrap
-from harvester.service.worker import Worker
 from harvester.store.blob import BlobStore
 from harvester.store.snapshots import Snapshots
-from tests.conftest import cpu_pool, crawl, postgres_schema_url
+from tests.conftest import (
+    build_job,
+    crawl,
+    postgres_schema_url,
+)
 from tests.faultproxy import FaultProxy
 from tests.webtest import SiteServer
 
@@ -116,25 +117,8 @@ def test_a_catalog_fault_mid_build_is_waited_out(
     job_id, _ = crawl(spec, sessions, store)
     proxy.lose_reply(after=b"INSERT INTO dataset_leases", at=b"COMMIT")
 
-    def finished() -> bool:
-        with direct() as session:
-            job = session.get(Job, job_id)
-            return job is not None and job.state in ("succeeded", "failed")
-
-    worker = Worker(
-        sessions,
-        store,
-        Settings(host_lease_s=5.0, build_retry_s=60),
-        cpu_pool(),
-        only_jobs={job_id},
-        stop_when=finished,
-        guard=NetworkGuard(True),
-    )
-    asyncio.run(worker.run())
+    job = build_job(sessions, store, job_id, Settings(host_lease_s=5.0, build_retry_s=60), direct)
     assert proxy.trapped.is_set()
-    with direct() as session:
-        job = session.get(Job, job_id)
-        assert job is not None
     assert job.state == "succeeded", job.error
     assert "build interrupted (catalog: " in caplog.text
     snapshots = Snapshots(store)

@@ -3,7 +3,6 @@ and resets during a crawl and a build, and what the API answers while the store 
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from collections.abc import Callable
@@ -15,15 +14,19 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api import create_app
-from harvester.catalog.models import FrontierEntry, Job, StagingPart
+from harvester.catalog.models import Job, StagingPart
 from harvester.config import Settings
-from harvester.crawl.netguard import NetworkGuard
 from harvester.crawl.recorder import MAX_BACKLOG
 from harvester.service.keys import bootstrap
-from harvester.service.worker import Worker
 from harvester.stats import Stats
 from harvester.store.snapshots import Snapshots
-from tests.conftest import S3Store, cpu_pool, crawl, crawl_and_build
+from tests.conftest import (
+    S3Store,
+    assert_each_url_staged_once,
+    build_job,
+    crawl,
+    crawl_and_build,
+)
 from tests.faultproxy import FaultProxy
 from tests.webtest import SiteServer, SiteState, start
 
@@ -101,39 +104,12 @@ def test_a_store_outage_pauses_the_crawl_and_loses_nothing(
         site.shutdown()
         site.server_close()
     [(job_id, stats)] = result
-    with sqlite_catalog() as session:
-        rows = session.execute(
-            select(FrontierEntry.outcome, FrontierEntry.state).where(FrontierEntry.job_id == job_id)
-        ).all()
-        paths = session.scalars(select(StagingPart.path)).all()
-    assert {state for _, state in rows} == {"done"}
-    fetched = sum(1 for outcome, _ in rows if outcome == "fetched")
-    assert fetched == pages + 1 == stats.get("fetch/outcome/fetched")
-    staged = s3.store.read_parquet(list(paths), columns=["url"]).column("url").to_pylist()
-    assert len(staged) == len(set(staged)) == fetched
+    assert_each_url_staged_once(sqlite_catalog, s3.store, job_id, stats, pages + 1)
     assert not [p for p in s3.store.list("staging") if ".tmp-" in p]  # no leftovers
 
 
 def _build(sessions: sessionmaker[Session], s3: S3Store, job_id: str, retry_s: float) -> Job:
-    def finished() -> bool:
-        with sessions() as session:
-            job = session.get(Job, job_id)
-            return job is not None and job.state in ("succeeded", "failed")
-
-    builder = Worker(
-        sessions,
-        s3.store,
-        Settings(host_lease_s=5.0, build_retry_s=retry_s),
-        cpu_pool(),
-        only_jobs={job_id},
-        stop_when=finished,
-        guard=NetworkGuard(True),
-    )
-    asyncio.run(builder.run())
-    with sessions() as session:
-        job = session.get(Job, job_id)
-        assert job is not None
-        return job
+    return build_job(sessions, s3.store, job_id, Settings(host_lease_s=5.0, build_retry_s=retry_s))
 
 
 def _crawled(sessions: sessionmaker[Session], s3: S3Store, address: str) -> str:

@@ -7,16 +7,13 @@ import threading
 import time
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
-from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
 from harvester.catalog.db import make_engine, migrate
-from harvester.catalog.models import FrontierEntry, StagingPart
 from harvester.stats import Stats
 from harvester.store.blob import BlobStore
-from tests.conftest import crawl
+from tests.conftest import assert_each_url_staged_once, crawl
 from tests.webtest import SiteServer, SiteState, start
 
 
@@ -61,13 +58,4 @@ def test_a_locked_database_pauses_the_crawl_and_loses_nothing(
         site.server_close()
     assert "database is locked" in caplog.text
     [(job_id, stats)] = result
-    with sessions() as session:
-        rows = session.execute(
-            select(FrontierEntry.outcome, FrontierEntry.state).where(FrontierEntry.job_id == job_id)
-        ).all()
-        paths = session.scalars(select(StagingPart.path)).all()
-    assert {state for _, state in rows} == {"done"}
-    fetched = sum(1 for outcome, _ in rows if outcome == "fetched")
-    assert fetched == pages + 1 == stats.get("fetch/outcome/fetched")
-    urls = pq.read_table([store.path(p) for p in paths], columns=["url"]).column("url")
-    assert len(urls) == len(set(urls.to_pylist())) == fetched
+    assert_each_url_staged_once(sessions, store, job_id, stats, pages + 1)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import errno
 import os
@@ -12,20 +11,17 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from harvester.catalog.models import FrontierEntry, Job, StagingPart
+from harvester.catalog.models import StagingPart
 from harvester.config import Settings
-from harvester.crawl.netguard import NetworkGuard
 from harvester.crawl.recorder import MAX_BACKLOG
-from harvester.service.worker import Worker
 from harvester.stats import Stats
 from harvester.store.blob import BlobStore
 from harvester.store.snapshots import Snapshots
-from tests.conftest import cpu_pool, crawl
+from tests.conftest import assert_each_url_staged_once, build_job, crawl
 from tests.webtest import SiteServer, SiteState, start
 
 
@@ -94,16 +90,7 @@ def test_a_full_disk_pauses_the_crawl_and_loses_nothing(
         site.shutdown()
         site.server_close()
     [(job_id, stats)] = result
-    with sqlite_catalog() as session:
-        rows = session.execute(
-            select(FrontierEntry.outcome, FrontierEntry.state).where(FrontierEntry.job_id == job_id)
-        ).all()
-        paths = session.scalars(select(StagingPart.path)).all()
-    assert {state for _, state in rows} == {"done"}
-    fetched = sum(1 for outcome, _ in rows if outcome == "fetched")
-    assert fetched == pages + 1 == stats.get("fetch/outcome/fetched")
-    urls = pq.read_table([store.path(p) for p in paths], columns=["url"]).column("url")
-    assert len(urls) == len(set(urls.to_pylist())) == fetched
+    assert_each_url_staged_once(sqlite_catalog, store, job_id, stats, pages + 1)
     assert not [p for p in (small_disk / "store").rglob("*.tmp-*")]  # no leftovers
 
 
@@ -124,24 +111,7 @@ def test_a_full_disk_during_the_build_fails_the_job_and_publishes_nothing(
         site.server_close()
     _fill(small_disk)
 
-    def finished() -> bool:
-        with sqlite_catalog() as session:
-            job = session.get(Job, job_id)
-            return job is not None and job.state in ("succeeded", "failed")
-
-    builder = Worker(
-        sqlite_catalog,
-        store,
-        Settings(host_lease_s=5.0, build_retry_s=3.0),
-        cpu_pool(),
-        only_jobs={job_id},
-        stop_when=finished,
-        guard=NetworkGuard(True),
-    )
-    asyncio.run(builder.run())
-    with sqlite_catalog() as session:
-        job = session.get(Job, job_id)
-        assert job is not None
+    job = build_job(sqlite_catalog, store, job_id, Settings(host_lease_s=5.0, build_retry_s=3.0))
     assert job.state == "failed"
     assert job.error is not None and "No space left on device" in job.error, job.error
     assert Snapshots(store).latest("full") is None  # no partial snapshot

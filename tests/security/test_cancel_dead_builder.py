@@ -3,19 +3,15 @@ for ever: another worker takes the expired build over and honours the cancel."""
 
 from __future__ import annotations
 
-import asyncio
-
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from harvester.catalog.models import Job
 from harvester.config import Settings
-from harvester.crawl.netguard import NetworkGuard
 from harvester.jobs import JobState
-from harvester.service.worker import Worker
 from harvester.store.blob import BlobStore
 from harvester.store.snapshots import Snapshots
-from tests.conftest import cpu_pool, crawl
+from tests.conftest import build_job, crawl
 from tests.webtest import SiteServer
 
 
@@ -42,23 +38,6 @@ def test_a_cancel_that_found_its_builder_dead_still_ends_the_job(
             )
         )
 
-    def finished() -> bool:
-        with sqlite_catalog() as session:
-            job = session.get(Job, job_id)
-            return job is not None and job.state not in ("running", "building")
-
-    worker = Worker(
-        sqlite_catalog,
-        store,
-        Settings(host_lease_s=5.0),
-        cpu_pool(),
-        only_jobs={job_id},
-        stop_when=finished,
-        guard=NetworkGuard(True),
-    )
-    asyncio.run(worker.run())
-    with sqlite_catalog() as session:
-        job = session.get(Job, job_id)
-        assert job is not None
+    job = build_job(sqlite_catalog, store, job_id, Settings(host_lease_s=5.0))
     assert job.state == "cancelled"
     assert Snapshots(store).latest("web") is None
