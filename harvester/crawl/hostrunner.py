@@ -101,8 +101,7 @@ class HostRunner:
         self._job_cap = 1
         self._concurrency = 1
         self._busy = 0
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._task_jobs: dict[asyncio.Task[None], str] = {}
+        self._tasks: dict[asyncio.Task[None], str] = {}  # in flight → its job
         self._changed = asyncio.Event()
         self._stopping = False
         self.lost = False
@@ -138,7 +137,7 @@ class HostRunner:
         those in-flight tasks."""
         self._queues.pop(job_id, None)
         self._deferred = [(when, e) for when, e in self._deferred if e.job_id != job_id]
-        tasks = [task for task, job in self._task_jobs.items() if job == job_id]
+        tasks = [task for task, job in self._tasks.items() if job == job_id]
         if tasks:
             asyncio.get_running_loop().call_later(grace_s, _cancel, tasks)
         return tasks
@@ -199,7 +198,7 @@ class HostRunner:
             self.lose()
         finally:
             if self.lost:
-                for task in self._tasks:
+                for task in list(self._tasks):
                     task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -211,12 +210,10 @@ class HostRunner:
 
     def _spawn(self, coro: Awaitable[None], job_id: str) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        self._task_jobs[task] = job_id
+        self._tasks[task] = job_id
 
         def done(t: asyncio.Task[None]) -> None:
-            self._tasks.discard(t)
-            self._task_jobs.pop(t, None)
+            self._tasks.pop(t, None)
             self._changed.set()
 
         task.add_done_callback(done)
