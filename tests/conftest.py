@@ -122,7 +122,7 @@ def free_port(host: str) -> int:
         return int(s.getsockname()[1])
 
 
-def _wait_listening(host: str, port: int, proc: subprocess.Popen[bytes]) -> None:
+def wait_listening(host: str, port: int, proc: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -137,7 +137,7 @@ def _wait_listening(host: str, port: int, proc: subprocess.Popen[bytes]) -> None
 
 # pproxy switches to uvloop when it is installed (the service uses it), and its start-up then
 # fails on uvloop's stricter get_event_loop(): it runs on plain asyncio.
-_PPROXY = "import sys; sys.modules['uvloop'] = None; from pproxy.server import main; main()"
+PPROXY = "import sys; sys.modules['uvloop'] = None; from pproxy.server import main; main()"
 
 
 class Proxies:
@@ -159,12 +159,12 @@ class Proxies:
         port = free_port(host)
         listen = f"{scheme}://{host}:{port}/@{host}" + (f"#{auth}" if auth else "")
         proc = subprocess.Popen(
-            [sys.executable, "-c", _PPROXY, "-l", listen],
+            [sys.executable, "-c", PPROXY, "-l", listen],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         self.procs.append(proc)
-        _wait_listening(host, port, proc)
+        wait_listening(host, port, proc)
         creds = f"{auth}@" if auth else ""
         return f"{scheme}://{creds}{host}:{port}"
 
@@ -211,7 +211,7 @@ def dante(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     proc = subprocess.Popen(
         [danted, "-f", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    _wait_listening(host, port, proc)
+    wait_listening(host, port, proc)
     yield f"socks5://{host}:{port}"
     proc.terminate()
     proc.wait(5)
@@ -223,7 +223,7 @@ def s3_server() -> Iterator[S3Server]:
         for name, value in S3_ENV.items():
             env.setenv(name, value)
         server = S3Server("127.0.0.30", free_port("127.0.0.30"))
-        _wait_listening(*server.address, server.proc)  # type: ignore[arg-type]
+        wait_listening(*server.address, server.proc)  # type: ignore[arg-type]
         yield server
         server.close()
 

@@ -24,7 +24,7 @@ import httpx
 
 from harvester.crawl.body import ACCEPT_ENCODING, read_limited
 from harvester.crawl.charset import decode_html
-from harvester.crawl.netguard import GuardedBackend, NetworkGuard
+from harvester.crawl.netguard import GuardedBackend, NamedTunnelBackend, NetworkGuard
 from harvester.crawl.proxies import Proxy
 from harvester.crawl.urls import InvalidURL, canonicalize
 from harvester.errors import (
@@ -113,10 +113,15 @@ def _guarded_transport(
 
 
 def _proxied_transport(
-    proxy_url: str, guard: NetworkGuard, tls: ssl.SSLContext, http2: bool, limits: httpx.Limits
+    proxy_url: str,
+    host: str,
+    guard: NetworkGuard,
+    tls: ssl.SSLContext,
+    http2: bool,
+    limits: httpx.Limits,
 ) -> httpx.AsyncHTTPTransport:
-    """Through a proxy, built as httpx builds it but connecting through the guard: the
-    proxy's own address is judged at every connection, like a destination's."""
+    """To `host` through a proxy, built as httpx builds it but connecting through the guard:
+    the proxy's own address is judged at every connection, like a destination's."""
     transport = httpx.AsyncHTTPTransport(verify=tls, http2=http2, limits=limits, trust_env=False)
     proxy = httpx.Proxy(proxy_url)
     url = httpcore.URL(
@@ -132,13 +137,16 @@ def _proxied_transport(
         "keepalive_expiry": limits.keepalive_expiry,
         "http1": True,
         "http2": http2,
-        "network_backend": GuardedBackend(guard),
+        "network_backend": NamedTunnelBackend(guard, proxy.url.host, host),
     }
     if proxy.url.scheme in ("socks5", "socks5h"):
         transport._pool = httpcore.AsyncSOCKSProxy(url, proxy.raw_auth, **common)
     else:
         transport._pool = httpcore.AsyncHTTPProxy(url, proxy.raw_auth, proxy.headers.raw, **common)
     return transport
+
+
+_PORTS = {"http": 80, "https": 443}
 
 
 def _nothing() -> None:
@@ -189,7 +197,7 @@ class Fetcher:
         if client is None:
             transport = (
                 _proxied_transport(
-                    proxy.url, self._guard, self._tls, self._http2, self._pool_limits
+                    proxy.url, key[1], self._guard, self._tls, self._http2, self._pool_limits
                 )
                 if proxy
                 else _guarded_transport(
@@ -275,12 +283,12 @@ class Fetcher:
         content_types: list[str],
     ) -> FetchResult | str:
         """One request: the result, or the canonical redirect target."""
+        address = current
         if proxy is not None:
-            # The proxy connects for us; judge the destination by our own resolution.
-            parts = urlsplit(current)
-            await self._guard.resolve(parts.hostname or "", parts.port or 80)
+            address, headers = await self._pinned(current, headers)
         started = time.monotonic()
-        async with self._send(current, proxy, headers, sent) as response:
+        client = self._client(proxy, current)
+        async with _TranslatedStream(client, address, headers, proxy is not None, sent) as response:
             sent()
             location = response.headers.get("location")
             if response.is_redirect and location:
@@ -290,10 +298,15 @@ class Fetcher:
                     raise PermanentFetchError("redirect/invalid", str(exc)) from exc
             return await self._result(url, current, response, proxy, started, hop, content_types)
 
-    def _send(
-        self, url: str, proxy: Proxy | None, headers: dict[str, str], sent: Callable[[], None]
-    ) -> _TranslatedStream:
-        return _TranslatedStream(self._client(proxy, url), url, headers, proxy is not None, sent)
+    async def _pinned(self, url: str, headers: dict[str, str]) -> tuple[str, dict[str, str]]:
+        """`url` with its host replaced by an address the guard judged, and the Host header
+        that names it. A proxy given the name would resolve it again, and a rebinding DNS
+        could then answer with a private address; the name still travels in Host and, inside
+        a tunnel, in the TLS handshake (see `NamedTunnelBackend`)."""
+        parts = httpx.URL(url)
+        addresses = await self._guard.resolve(parts.host, parts.port or _PORTS[parts.scheme])
+        pinned = parts.copy_with(host=addresses[0])
+        return str(pinned), {**headers, "Host": parts.netloc.decode("ascii")}
 
     async def _result(
         self,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
+import ssl
 import typing
 from collections.abc import Sequence
 
@@ -131,3 +132,58 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
 
     async def sleep(self, seconds: float) -> None:
         await self._inner.sleep(seconds)
+
+
+class NamedTunnelBackend(GuardedBackend):
+    """The backend of a proxy route to one host. Requests name the host's judged address, so
+    the proxy is never asked to resolve it (rebinding); TLS inside the tunnel is then made
+    in the host's name, so its certificate is checked against the name, not the address."""
+
+    def __init__(self, guard: NetworkGuard, proxy_host: str, host: str) -> None:
+        super().__init__(guard)
+        self._proxy_host = proxy_host
+        self._host = host
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        stream = await super().connect_tcp(host, port, timeout, local_address, socket_options)
+        return _NamedTLSStream(stream, self._proxy_host, self._host)
+
+
+class _NamedTLSStream(httpcore.AsyncNetworkStream):
+    """A connection to a proxy: a TLS handshake with anyone but the proxy itself is the
+    tunnel's, and names the host."""
+
+    def __init__(self, stream: httpcore.AsyncNetworkStream, proxy_host: str, host: str) -> None:
+        self._stream = stream
+        self._proxy_host = proxy_host
+        self._host = host
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return await self._stream.read(max_bytes, timeout)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        await self._stream.write(buffer, timeout)
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        if server_hostname != self._proxy_host:
+            server_hostname = self._host
+        stream = await self._stream.start_tls(ssl_context, server_hostname, timeout)
+        return _NamedTLSStream(stream, self._proxy_host, self._host)
+
+    def get_extra_info(self, info: str) -> typing.Any:
+        return self._stream.get_extra_info(info)
