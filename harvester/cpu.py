@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing
 import os
 import resource
+import signal
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, TypeVar
@@ -51,64 +53,120 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(1)
 
 
-class CpuPool:
-    """Worker processes for extraction and signatures; `run` awaits one call.
+_TICKS = os.sysconf("SC_CLK_TCK")
 
-    A worker that dies (the OOM killer, a crash in a C extension) breaks the whole executor;
-    the pool replaces it and retries the call once, so one bad page costs that page only.
-    With `memory_mb`, each worker may grow by that much beyond its start-up size.
+
+def _cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS  # utime, stime: fields 14 and 15
+
+
+async def _within(future: Future[T], pid: int, limit: float | None) -> T:
+    """The result of `future`, running in process `pid`, or `TimeoutError` once the process
+    has spent `limit` CPU seconds on it. CPU time, not wall time: the workers run at idle
+    priority, and a page must not fail because the machine was busy with other work."""
+    result = asyncio.wrap_future(future)
+    if limit is None:
+        return await result
+    end = _cpu_seconds(pid) + limit
+    while (left := end - _cpu_seconds(pid)) > 0:
+        # CPU time grows no faster than wall time: waiting `left` seconds cannot overshoot.
+        done, _ = await asyncio.wait({result}, timeout=left)
+        if done:
+            return result.result()
+    raise TimeoutError(f"over {limit} s of CPU time")
+
+
+class _Worker:
+    """One process in an executor of its own, so that killing it costs its call only."""
+
+    def __init__(self, memory_mb: int | None) -> None:
+        # spawn: forking a process that runs threads (catalog, event loop) is unsafe.
+        self.executor = ProcessPoolExecutor(
+            1,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(os.getpid(), memory_mb),
+        )
+        self.ready = self.executor.submit(os.getpid)
+        """Done when the process has started and warmed up; its pid."""
+
+    def kill(self) -> None:
+        if self.ready.done() and self.ready.exception() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.ready.result(), signal.SIGKILL)
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+class CpuPool:
+    """Worker processes for extraction, parsing and signatures; `run` awaits one call.
+
+    Each process runs one call at a time in an executor of its own. A call that overruns its
+    budget, or whose caller is cancelled, has its process killed and replaced, so a hostile
+    page in C code (lexbor, libxml2: no signal handler runs there) costs that page only; a
+    process that dies (the OOM killer, a crash in a C extension) is replaced and the call
+    retried once. With `memory_mb`, each process may grow by that much beyond its start-up
+    size. Calls come from one event loop at a time.
     """
 
     def __init__(self, workers: int | None = None, memory_mb: int | None = None) -> None:
         self.workers = workers or os.cpu_count() or 1
         self._memory_mb = memory_mb
-        self._lock = threading.Lock()
-        self._executor = self._start()
-        self.replaced = 0
-        """How many times a broken executor was replaced."""
+        self._idle = [_Worker(memory_mb) for _ in range(self.workers)]
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._free = asyncio.Semaphore(self.workers)
 
-    def _start(self) -> ProcessPoolExecutor:
-        # spawn: forking a process that runs threads (catalog, event loop) is unsafe.
-        return ProcessPoolExecutor(
-            self.workers,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_init_worker,
-            initargs=(os.getpid(), self._memory_mb),
-        )
-
-    def _replace(self, broken: ProcessPoolExecutor) -> None:
-        with self._lock:
-            if self._executor is broken:  # the first caller to see it broken replaces it
-                self._executor = self._start()
-                self.replaced += 1
-                broken.shutdown(wait=False, cancel_futures=True)
-
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run `fn(*args)` in a worker process; retried once on a fresh pool if the pool broke
-        (then `BrokenProcessPool` is raised: the call itself is what kills workers)."""
+    def _semaphore(self) -> asyncio.Semaphore:
         loop = asyncio.get_running_loop()
-        executor = self._executor
+        if loop is not self._loop:  # a semaphore belongs to the loop it first waited on
+            self._loop, self._free = loop, asyncio.Semaphore(len(self._idle))
+        return self._free
+
+    async def run(self, fn: Callable[..., T], *args: Any, kill_after: float | None = None) -> T:
+        """`fn(*args)` in a worker process. Past `kill_after` CPU seconds, the process is
+        killed and `TimeoutError` raised; a cancelled call kills its process too, so a
+        cancel never waits for a parse. `BrokenProcessPool` if the process died twice."""
         try:
-            return await loop.run_in_executor(executor, fn, *args)
+            return await self._call(fn, args, kill_after)
         except BrokenProcessPool:
-            self._replace(executor)
-        executor = self._executor
-        try:
-            return await loop.run_in_executor(executor, fn, *args)
-        except BrokenProcessPool:
-            self._replace(executor)
-            raise
+            return await self._call(fn, args, kill_after)
+
+    async def _call(self, fn: Callable[..., T], args: tuple[Any, ...], limit: float | None) -> T:
+        free = self._semaphore()
+        async with free:
+            worker = self._idle.pop()
+            future: Future[T] | None = None
+            try:
+                pid = await asyncio.wrap_future(worker.ready)  # start-up is not the call's time
+                future = worker.executor.submit(fn, *args)
+                return await _within(future, pid, limit)
+            except BrokenProcessPool:
+                future = None  # dead already
+                worker = self._replace(worker)
+                raise
+            finally:
+                if future is not None and not future.done():  # overran, or was cancelled
+                    worker = self._replace(worker)
+                self._idle.append(worker)
+
+    def _replace(self, worker: _Worker) -> _Worker:
+        worker.kill()
+        return _Worker(self._memory_mb)
 
     def warm(self) -> None:
-        """Start every worker now (each imports the pipeline and loads the language model)
-        instead of on first use, where start-up would compete with a running crawl."""
-        futures = [self._executor.submit(os.getpid) for _ in range(self.workers)]
-        for future in futures:
-            future.result()
+        """Wait until every process has started (each imports the pipeline and loads the
+        language model), instead of on first use, where start-up would compete with a
+        running crawl."""
+        for worker in self._idle:
+            worker.ready.result()
 
     def close(self) -> None:
-        """Stop the workers (waits for calls in progress)."""
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        """Stop the processes (calls in progress are abandoned: their pages were not
+        recorded, so they are crawled again)."""
+        for worker in self._idle:
+            worker.kill()
+        self._idle.clear()
 
     def __enter__(self) -> CpuPool:
         return self

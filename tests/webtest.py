@@ -64,7 +64,8 @@ class SiteState:
     unvalidated: set[int] = field(default_factory=set)
     """Pages that answer without an ETag (and ignore If-None-Match)."""
     heavy: set[int] = field(default_factory=set)
-    """Pages that answer 2 MB of tiny elements: parsing them takes ~250 MB."""
+    """Pages that answer 1 MB of tiny elements (under the pre-scan limit): parsing them takes
+    far more than 64 MB."""
     copies: dict[int, int] = field(default_factory=dict)
     """Page number → the page whose text it repeats with one word changed (a near duplicate)."""
 
@@ -188,7 +189,7 @@ class Handler(BaseHTTPRequestHandler):
             elif number in st.failing:
                 self._send(503, "<html><body>try later</body></html>")
             elif number in st.heavy:
-                self._send(200, "<html><body>" + "<p>w</p>" * 250_000 + "</body></html>")
+                self._send(200, "<html><body>" + "<p>w" * 240_000 + "</body></html>")
             elif number not in st.unvalidated and self.headers.get("If-None-Match") == etag:
                 self._send(304, headers={"ETag": etag})
             else:

@@ -141,7 +141,7 @@ class FetchPolicy:
 
     @staticmethod
     def _hop_rejection(job: JobContext) -> Callable[[str], str | None]:
-        return lambda url: job.admission.scope.rejection(url, 0)
+        return lambda url: job.admission.screening.scope.rejection(url, 0)
 
     def _feed_back_failure(
         self,

@@ -9,14 +9,19 @@ from collections.abc import Awaitable, Callable, Iterable
 from harvester.crawl.attempt import FetchPolicy
 from harvester.crawl.jobcontext import JobContext
 from harvester.crawl.outcome import Outcome
+from harvester.crawl.pagework import Links
 from harvester.crawl.robots import UNAVAILABLE_RETRY_S, RobotsCache
-from harvester.crawl.sitemaps import Sitemap, parse_sitemap
 from harvester.crawl.urls import origin_of
 from harvester.errors import FetchError
 
 MAX_SITEMAPS = 50
-Parse = Callable[[Callable[[bytes, int], Sitemap], bytes, int], Awaitable[Sitemap]]
-"""Runs a parser off the event loop (in the CPU pool)."""
+"""Sitemaps read per origin (an index may name thousands)."""
+MAX_JOB_SITEMAPS = 1_000
+"""Sitemaps read per job by one worker: what a crawled site can make it fetch is bounded."""
+ReadSitemap = Callable[[bytes, JobContext], Awaitable[tuple[list[str], Links, Counter[str]]]]
+"""Parses a sitemap off the event loop (in the CPU pool) into its child sitemaps and the
+job's screened page URLs; raises `TimeoutError` past its budget."""
+OnUrls = Callable[[JobContext, Links, int, Counter[str]], None]
 
 
 class Deferred(Exception):
@@ -35,10 +40,10 @@ class Discovery:
         policy: FetchPolicy,
         same_host: Callable[[str], bool],
         on_crawl_delay: Callable[[str, float | None], None],
-        on_urls: Callable[[JobContext, list[str]], None],
-        parse: Parse,
+        on_urls: OnUrls,
+        read_sitemap: ReadSitemap,
     ) -> None:
-        self._parse = parse
+        self._read_sitemap = read_sitemap
         self._policy = policy
         self._on_urls = on_urls
         self._same_host = same_host
@@ -53,7 +58,7 @@ class Discovery:
         origin = origin_of(url)
         agent = job.spec.politeness.user_agent
         if not job.spec.politeness.respect_robots:
-            await self._first_contact(job, origin, [], counters)
+            await self._first_contact(job, origin, [], counters, lambda _url: True)
             return "ignored"
         cache = self._robots.get(agent)
         if cache is None:
@@ -78,7 +83,8 @@ class Discovery:
             counters[f"robots/{rules.state}"] += 1
         if too_slow:
             return "crawl-delay"
-        await self._first_contact(job, origin, rules.sitemaps(), counters)
+        allowed = lambda sitemap: rules.decision(sitemap, agent) == "allowed"  # noqa: E731
+        await self._first_contact(job, origin, rules.sitemaps(), counters, allowed)
         decision = rules.decision(url, agent)
         if decision == "unavailable" and (
             cache.unavailable_for(origin) < job.spec.politeness.robots_patience_s
@@ -87,18 +93,29 @@ class Discovery:
         return decision
 
     async def _first_contact(
-        self, job: JobContext, origin: str, sitemaps: list[str], counters: Counter[str]
+        self,
+        job: JobContext,
+        origin: str,
+        sitemaps: list[str],
+        counters: Counter[str],
+        allowed: Callable[[str], bool],
     ) -> None:
         # Read inline, before the URL that made first contact is recorded: its outcome and the
         # sitemap's URLs commit together, so the job cannot look finished in between.
         if origin in job.contacted or not job.spec.scope.sitemaps:
             return
         job.contacted.add(origin)
-        await self._read_sitemaps(job, [*sitemaps, origin + "/sitemap.xml"], counters)
+        await self._read_sitemaps(job, [*sitemaps, origin + "/sitemap.xml"], counters, allowed)
 
     async def _read_sitemaps(
-        self, job: JobContext, urls: Iterable[str], counters: Counter[str]
+        self,
+        job: JobContext,
+        urls: Iterable[str],
+        counters: Counter[str],
+        allowed: Callable[[str], bool],
     ) -> None:
+        """Sitemaps on this host that robots.txt allows (scope follows: the host is in it),
+        within the origin's and the job's budgets."""
         todo = list(dict.fromkeys(urls))
         done: set[str] = set()
         while todo and len(done) < MAX_SITEMAPS:
@@ -109,6 +126,13 @@ class Discovery:
             if not self._same_host(url):
                 counters["sitemap/other-host"] += 1  # another host's budget; not fetched here
                 continue
+            if not allowed(url):
+                counters["sitemap/disallowed"] += 1
+                continue
+            if job.sitemaps_read >= MAX_JOB_SITEMAPS:
+                counters["sitemap/over-budget"] += 1
+                return
+            job.sitemaps_read += 1
             scratch = Outcome(0, self._policy.host)
             try:
                 result = await self._policy.fetch(job, url, {}, scratch, aux=True)
@@ -117,7 +141,11 @@ class Discovery:
                 continue
             finally:
                 counters.update(scratch.counters)
-            sitemap = await self._parse(parse_sitemap, result.body, job.spec.limits.max_pages)
+            try:
+                children, pages, found = await self._read_sitemap(result.body, job)
+            except TimeoutError:
+                counters["sitemap/timeout"] += 1
+                continue
             counters["sitemap/fetched"] += 1
-            todo += [s for s in sitemap.sitemaps if s not in done]
-            self._on_urls(job, sitemap.pages)
+            todo += [s for s in children if s not in done]
+            self._on_urls(job, pages, 1, found)

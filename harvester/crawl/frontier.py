@@ -54,42 +54,34 @@ class Claimed:
     last_modified: str | None = None
 
 
-class Admission:
-    """Which discovered URLs of one job may enter its frontier: decided in memory; the
-    catalog's unique index and page count decide the rest when they are inserted."""
+class Screening:
+    """The stateless part of admission: canonical form, URL length, scope. Picklable, so the
+    CPU pool applies it next to the parse that yields the URLs (a page with 100,000 links or
+    a 50 MB sitemap costs the pool, not the event loop)."""
 
-    def __init__(self, job_id: str, spec: JobSpec, key: HostKey = host_key) -> None:
-        self.job_id = job_id
+    def __init__(self, spec: JobSpec) -> None:
         self._spec = spec
-        self._key = key
         self.scope = ScopeRules(spec.scope, [str(s) for s in spec.seeds])
         self._tracking = (
             tuple(spec.scope.tracking_params) if spec.scope.strip_tracking_params else ()
         )
-        self._sent: set[str] = set()  # URLs this process already offered: skip resending
 
-    def canonical(self, url: str) -> str:
-        """The canonical form used for the seen-set and scope checks."""
-        return canonicalize(url, self._tracking)
+    def __reduce__(self) -> tuple[type[Screening], tuple[JobSpec]]:
+        return Screening, (self._spec,)  # compiled patterns do not pickle; the spec does
 
-    def seeds(self, known: Sequence[str], counters: Counter[str]) -> list[dict[str, Any]]:
-        """A fresh job's rows: the seeds, then `known` URLs (the documents of the dataset's
-        latest snapshot, revalidated by a refresh) at depth 1."""
-        rows = self.admit(((str(seed), 0) for seed in self._spec.seeds), counters, seeds=True)
-        return rows + self.admit(((url, 1) for url in known), counters)
-
-    def admit(
-        self, candidates: Iterable[tuple[str, int]], counters: Counter[str], *, seeds: bool = False
-    ) -> list[dict[str, Any]]:
-        """Rows for the candidates (raw URL, depth) that are new here and in scope."""
-        rows: list[dict[str, Any]] = []
-        for raw, depth in candidates:
+    def __call__(
+        self, raws: Iterable[str], depth: int, counters: Counter[str], *, seeds: bool = False
+    ) -> list[tuple[str, str]]:
+        """(canonical, raw) of the URLs that are valid, short enough and in scope, each once;
+        the others counted by the rule they break."""
+        kept: dict[str, str] = {}
+        for raw in raws:
             try:
-                url = self.canonical(raw)
+                url = canonicalize(raw, self._tracking)
             except InvalidURL:
                 counters["frontier/rejected/invalid"] += 1
                 continue
-            if url in self._sent:
+            if url in kept:
                 continue
             if len(url) > MAX_URL_LENGTH:
                 counters["frontier/rejected/too_long"] += 1
@@ -97,6 +89,40 @@ class Admission:
             rule = None if seeds else self.scope.rejection(url, depth)
             if rule is not None:
                 counters[f"frontier/rejected/{rule}"] += 1
+                continue
+            kept[url] = raw
+        return list(kept.items())
+
+
+class Admission:
+    """Which discovered URLs of one job may enter its frontier: screened (`Screening`), then
+    the ones this process has not offered yet; the catalog's unique index and page count
+    decide the rest when they are inserted."""
+
+    def __init__(self, job_id: str, spec: JobSpec, key: HostKey = host_key) -> None:
+        self.job_id = job_id
+        self._spec = spec
+        self._key = key
+        self.screening = Screening(spec)
+        self._sent: set[str] = set()  # URLs this process already offered: skip resending
+
+    def seeds(self, known: Sequence[str], counters: Counter[str]) -> list[dict[str, Any]]:
+        """A fresh job's rows: the seeds, then `known` URLs (the documents of the dataset's
+        latest snapshot, revalidated by a refresh) at depth 1."""
+        seeds = self.screening((str(seed) for seed in self._spec.seeds), 0, counters, seeds=True)
+        return self.rows(seeds, 0) + self.admit(known, 1, counters)
+
+    def admit(
+        self, urls: Iterable[str], depth: int, counters: Counter[str]
+    ) -> list[dict[str, Any]]:
+        """Rows for the raw `urls` found at `depth` that are new here and in scope."""
+        return self.rows(self.screening(urls, depth, counters), depth)
+
+    def rows(self, screened: Iterable[tuple[str, str]], depth: int) -> list[dict[str, Any]]:
+        """Rows for screened (canonical, raw) URLs this process has not offered yet."""
+        rows: list[dict[str, Any]] = []
+        for url, raw in screened:
+            if url in self._sent:
                 continue
             if len(self._sent) < _SEEN_CACHE:
                 self._sent.add(url)

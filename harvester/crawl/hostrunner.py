@@ -30,11 +30,11 @@ from harvester.crawl.frontier import Claimed
 from harvester.crawl.hostkey import host_key
 from harvester.crawl.jobcontext import JobContext
 from harvester.crawl.outcome import Outcome
-from harvester.crawl.pagework import work_page
+from harvester.crawl.pagework import Links, read_sitemap, work_page
 from harvester.crawl.ratecontrol import DomainRateController
 from harvester.crawl.recorder import MAX_BACKLOG, OutcomeRecorder
 from harvester.errors import FetchError, FetchSkipped, LeaseLost, Redirected
-from harvester.pipeline.process import Page
+from harvester.pipeline.process import Page, Processed
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +42,8 @@ IDLE_RELEASE_S = 2.0
 """A host with no work for this long is given back, so its lease is free for whoever has some."""
 _POLL_S = 1.0  # a safety net: commits wake the runner of each host they add URLs to
 ACTIVE_S = 10.0
+SITEMAP_BUDGET_S = 30.0
+"""Parsing one sitemap (up to 50 MB of XML) may take this long; its process is killed after."""
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,7 @@ class HostRunner:
         self.controller.hold_off(wait_s)
         self._fetch = FetchPolicy(host, self.controller, self._same_host, shared.proven)
         self._discovery = Discovery(
-            self._fetch, self._same_host, self._crawl_delay, self._found, shared.cpu.run
+            self._fetch, self._same_host, self._crawl_delay, self._found, self._read_sitemap
         )
         self._queues: dict[str, deque[Claimed]] = {}
         self._order: deque[str] = deque()  # round-robin between jobs
@@ -284,11 +286,18 @@ class HostRunner:
             self._delays[agent] = delay
             self._retune()
 
-    def _found(self, job: JobContext, urls: list[str], depth: int = 1) -> None:
-        """URLs discovered here (links, sitemaps, redirects) go to the job's frontier with the
-        outcome that found them."""
-        counters: Counter[str] = Counter()
-        rows = job.admission.admit(((u, depth) for u in urls), counters)
+    async def _read_sitemap(
+        self, body: bytes, job: JobContext
+    ) -> tuple[list[str], Links, Counter[str]]:
+        limit, screening = job.spec.limits.max_pages, job.admission.screening
+        return await self._shared.cpu.run(
+            read_sitemap, body, limit, screening, kill_after=SITEMAP_BUDGET_S
+        )
+
+    def _found(self, job: JobContext, screened: Links, depth: int, counters: Counter[str]) -> None:
+        """URLs discovered here (links, sitemaps, redirects), screened with `counters` of
+        those refused, go to the job's frontier with the outcome that found them."""
+        rows = job.admission.rows(screened, depth)
         recorder, max_pages = self._shared.recorder, job.spec.limits.max_pages
         recorder.discovered(job.job_id, max_pages, rows)
         for name, amount in counters.items():
@@ -359,7 +368,9 @@ class HostRunner:
                 robots=lambda hop: self._discovery.decision(job, hop, outcome.counters),
             )
         except Redirected as exc:
-            self._found(job, [exc.target], entry.depth)
+            refused: Counter[str] = Counter()
+            target = job.admission.screening([exc.target], entry.depth, refused)
+            self._found(job, target, entry.depth, refused)
             outcome.finish("skipped", exc.reason, exc.status)
             return None
         except FetchSkipped as exc:
@@ -396,12 +407,21 @@ class HostRunner:
             fetched_at=result.fetched_at,
         )
         follow = result.final_url if entry.depth < job.spec.scope.max_depth else None
-        links: list[str] = []
+        links: Links = []
+        found: Counter[str] = Counter()
         async with self._shared.pipeline_slots:
             try:
-                processed, links = await self._shared.cpu.run(
-                    work_page, page, job.spec.pipeline, follow
+                processed, links, found = await self._shared.cpu.run(
+                    work_page,
+                    page,
+                    job.spec.pipeline,
+                    follow,
+                    job.admission.screening,
+                    entry.depth + 1,
+                    kill_after=job.spec.pipeline.extract.time_budget_s,
                 )
+            except TimeoutError:  # the pool killed the page's process: it would do it again
+                processed = Processed(None, None, "pipeline/timeout", {"pipeline/timeout": 1})
             except Exception as exc:  # a broken page or worker costs this page only
                 logger.exception("pipeline failed", extra={"job_id": job.job_id, "url": entry.url})
                 # Failed, not fetched-and-dropped: nothing is staged, so a refresh keeps the
@@ -413,8 +433,8 @@ class HostRunner:
         outcome.dropped = processed.dropped
         outcome.finish("fetched", status=result.status)
         recorder, max_pages = self._shared.recorder, job.spec.limits.max_pages
-        if links:
-            self._found(job, links, entry.depth + 1)
+        if links or found:
+            self._found(job, links, entry.depth + 1, found)
         if recorder.stage(job.job_id, max_pages, outcome, result, entry.depth, processed):
             self._shared.flush_soon()
 

@@ -27,6 +27,7 @@ class JobContext:
     """Send conditional requests: the spec asks for them and the dataset has a snapshot."""
     contacted: set[str] = field(default_factory=set)
     """Origins whose sitemaps this worker already read for the job."""
+    sitemaps_read: int = 0
 
     @classmethod
     def create(

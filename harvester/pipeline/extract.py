@@ -2,8 +2,8 @@
 
 trafilatura's `deduplicate` cache is process-global (a page's text would depend on the pages
 extracted before it in the same worker), so it stays off: dedup is our own stage. Pages that
-blow the time budget (a 1.2 MB table of contents takes trafilatura 9-16 s) are extracted by a
-cheap selectolax pass instead and counted, rather than dropped.
+blow half the page's time budget (a 1.2 MB table of contents takes trafilatura 9-16 s) are
+extracted by a cheap selectolax pass instead and counted, rather than dropped.
 """
 
 from __future__ import annotations
@@ -59,14 +59,15 @@ def _on_alarm(_signum: int, _frame: FrameType | None) -> None:
 
 @contextlib.contextmanager
 def _time_budget(seconds: float) -> Iterator[None]:
-    # Runs in a pool worker's main thread, where SIGALRM is ours to use.
-    previous = signal.signal(signal.SIGALRM, _on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    # Runs in a pool worker's main thread, where SIGPROF is ours to use. CPU time, like the
+    # pool's budget for the whole page (`harvester.cpu`).
+    previous = signal.signal(signal.SIGPROF, _on_alarm)
+    signal.setitimer(signal.ITIMER_PROF, seconds)
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        signal.signal(signal.SIGPROF, previous)
 
 
 def fallback(html: str, method: str) -> Extracted:
@@ -91,9 +92,11 @@ def fallback(html: str, method: str) -> Extracted:
 
 
 def extract(html: str, url: str, options: Extraction, *, use_budget: bool = True) -> Extracted:
-    """Main text (and markdown when asked) plus metadata; never raises on a bad page."""
+    """Main text (and markdown when asked) plus metadata; never raises on a bad page.
+    trafilatura gets half the page's budget: the fallback and the other stages must fit in
+    the rest before the pool kills the page's process."""
     try:
-        with _time_budget(options.time_budget_s) if use_budget else contextlib.nullcontext():
+        with _time_budget(options.time_budget_s / 2) if use_budget else contextlib.nullcontext():
             doc = trafilatura.bare_extraction(
                 html,
                 url=url,

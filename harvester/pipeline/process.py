@@ -42,6 +42,19 @@ class Processed:
     counters: dict[str, int] = field(default_factory=dict)
 
 
+MAX_ELEMENTS = 250_000
+"""Tags a page may hold (counted as `<`, before any parse): lexbor's time grows with the
+square of unclosed nesting, and the largest page of the Python, PostgreSQL and Git docs
+(Python's contents.html, 2.5 MB) holds 98,000."""
+
+
+def too_complex(html: str) -> Processed | None:
+    """The verdict on a page too large for any parser to read within its budget, or None."""
+    if html.count("<") <= MAX_ELEMENTS:
+        return None
+    return Processed(None, None, "extract/too_complex", {"extract/too_complex": 1})
+
+
 def process_page(page: Page, pipeline: Pipeline) -> Processed:
     """Run every crawl-phase stage on one page; each stage counts what it did."""
     counters: Counter[str] = Counter()

@@ -50,7 +50,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield from postgres_schema_url()
 
 
-def _serve(tmp_path: Path, database_url: str) -> Iterator[Service]:
+def run_serve(tmp_path: Path, database_url: str) -> Iterator[Service]:
+    """`harvester serve` on a free loopback port, until the generator is closed (SIGTERM)."""
     port = free_port("127.0.0.1")
     log = tmp_path / "serve.log"
     env = {
@@ -82,12 +83,12 @@ def _serve(tmp_path: Path, database_url: str) -> Iterator[Service]:
 
 @pytest.fixture
 def service(tmp_path: Path, database_url: str) -> Iterator[Service]:
-    yield from _serve(tmp_path, database_url)
+    yield from run_serve(tmp_path, database_url)
 
 
 @pytest.fixture
 def sqlite_service(tmp_path: Path) -> Iterator[Service]:
-    yield from _serve(tmp_path, f"sqlite:///{tmp_path}/h.db")
+    yield from run_serve(tmp_path, f"sqlite:///{tmp_path}/h.db")
 
 
 @pytest.fixture

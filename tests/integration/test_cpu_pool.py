@@ -1,11 +1,14 @@
-"""The CPU pool survives a worker process killed for real (SIGKILL, as the OOM killer does)."""
+"""The CPU pool survives a worker process killed for real (SIGKILL, as the OOM killer does),
+kills a call that overruns its budget, and a cancelled call does not wait for its worker."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import signal
+import time
 from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -30,6 +33,33 @@ def _square(n: int) -> int:
     return n * n
 
 
+def _spin(seconds: float) -> int:
+    """Busy in C code for `seconds` (as lexbor on a hostile page): no signal handler runs."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        sum(range(100_000))
+    return os.getpid()
+
+
+def _pid_of_worker_after(seconds: float, marker: str) -> int:
+    with open(marker, "w") as out:
+        out.write(str(os.getpid()))
+    return _spin(seconds)
+
+
+def _wait_for(marker: Path) -> None:
+    while not marker.exists() or not marker.read_text():
+        time.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def test_a_killed_worker_costs_its_call_only() -> None:
     pool = CpuPool(1)
     try:
@@ -37,16 +67,15 @@ def test_a_killed_worker_costs_its_call_only() -> None:
         async def go() -> list[int]:
             assert await pool.run(_square, 3) == 9
             with pytest.raises(BrokenProcessPool):
-                await pool.run(_die)  # killed twice: on the first pool and on the retry
+                await pool.run(_die)  # killed twice: in its worker and on the retry
             return [await pool.run(_square, n) for n in range(5)]
 
         assert asyncio.run(go()) == [0, 1, 4, 9, 16]  # every later call works
-        assert pool.replaced == 2
     finally:
         pool.close()
 
 
-def test_a_call_meeting_a_worker_killed_from_outside_is_retried() -> None:
+def test_a_call_meeting_a_worker_killed_from_outside_works() -> None:
     pool = CpuPool(1)
     try:
 
@@ -56,7 +85,49 @@ def test_a_call_meeting_a_worker_killed_from_outside_is_retried() -> None:
             return await pool.run(_square, 7)
 
         assert asyncio.run(go()) == 49
-        assert pool.replaced == 1  # the call met the broken pool and went to a fresh one
+    finally:
+        pool.close()
+
+
+def test_a_call_past_its_budget_is_killed_and_the_pool_goes_on() -> None:
+    pool = CpuPool(1)
+    try:
+
+        async def go() -> tuple[int, int, int]:
+            before = await pool.run(os.getpid)
+            started = time.monotonic()
+            with pytest.raises(TimeoutError):
+                await pool.run(_spin, 600.0, kill_after=0.5)
+            waited = time.monotonic() - started
+            after = await pool.run(os.getpid)
+            assert waited < 60  # not the 600 s the call wanted
+            return before, after, await pool.run(_square, 4)
+
+        before, after, square = asyncio.run(go())
+        assert before != after and not _alive(before)  # the overrunning worker was killed
+        assert square == 16
+    finally:
+        pool.close()
+
+
+def test_a_cancelled_call_kills_its_worker(tmp_path: Path) -> None:
+    pool = CpuPool(1)
+    marker = tmp_path / "pid"
+    try:
+
+        async def go() -> int:
+            call = asyncio.ensure_future(pool.run(_pid_of_worker_after, 600.0, str(marker)))
+            await asyncio.to_thread(_wait_for, marker)
+            call.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await call
+            return int(marker.read_text())
+
+        worker = asyncio.run(go())
+        deadline = time.monotonic() + 30
+        while _alive(worker) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(worker)
     finally:
         pool.close()
 

@@ -132,7 +132,7 @@ def test_a_commit_is_not_blocked_by_another_commits_foreign_key_lock(
     claimed, _ = claim(catalog, "w1", {held.host: (held.token, 10)}, {job_id: JobRef("d", False)})
     [entry] = claimed[held.host]
     outcome = {"id": entry.id, "host": held.host, "state": "done", "outcome": "fetched"}
-    found = Admission(job_id, SPEC).admit([(f"http://{held.host}/next", 1)], Counter())
+    found = Admission(job_id, SPEC).admit([f"http://{held.host}/next"], 1, Counter())
     batch = Batch([outcome], found, ("staging/mine.parquet", 1, 10), Counter({"x": 1}))
     with catalog.begin() as other:  # another worker's commit, halfway: its part is inserted
         other.add(

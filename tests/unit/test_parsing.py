@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import gzip
+from collections import Counter
 
 import pytest
 
@@ -29,9 +30,12 @@ def test_links_respect_base_and_nofollow() -> None:
         '<base href="http://e.com/docs/"><a href="a.html">a</a><a href="#x">x</a>'
         '<a rel="nofollow" href="/n">n</a><a href="mailto:x@e.com">m</a>'
     )
-    assert extract_links(html, "http://e.com/") == ["http://e.com/docs/a.html"]
+    assert extract_links(html, "http://e.com/", Counter()) == ["http://e.com/docs/a.html"]
     assert (
-        extract_links('<meta name="robots" content="nofollow"><a href="/a">', "http://e.com/") == []
+        extract_links(
+            '<meta name="robots" content="nofollow"><a href="/a">', "http://e.com/", Counter()
+        )
+        == []
     )
 
 
