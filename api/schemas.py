@@ -123,6 +123,8 @@ class DiffOut(BaseModel):
 class ScheduleIn(BaseModel):
     """A new schedule: a cron expression and the job each run submits."""
 
+    model_config = ConfigDict(strict=True)
+
     cron: str
     timezone: str = "UTC"
     job: dict[str, Any]
@@ -130,6 +132,8 @@ class ScheduleIn(BaseModel):
 
 class SchedulePatch(BaseModel):
     """Changes to a schedule."""
+
+    model_config = ConfigDict(strict=True)
 
     cron: str | None = None
     timezone: str | None = None
@@ -176,7 +180,8 @@ class ProxyPoolOut(BaseModel):
 class HostIn(BaseModel):
     """An operator's policy for one host; every job and worker obeys it."""
 
-    model_config = ConfigDict(extra="forbid")
+    # strict: a JSON `true` or `"5"` is not a number (lax mode would take them as 1 and 5).
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     max_rps: Annotated[float | None, Field(gt=0, le=1000)] = None
     """Rate ceiling in requests per second for all jobs together (None: the jobs' own)."""
@@ -211,6 +216,8 @@ class Health(BaseModel):
 
 class KeyIn(BaseModel):
     """A new API key."""
+
+    model_config = ConfigDict(strict=True)
 
     name: str = Field(min_length=1, max_length=100)
     scope: Literal["read", "admin"]

@@ -52,7 +52,8 @@ Pattern = Annotated[str, Field(max_length=2000)]
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: a JSON `true` or `"5"` is not a number (lax mode would take them as 1 and 5).
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class Scope(_Section):

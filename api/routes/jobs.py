@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 
 from api.deps import Admin, Reader, Svc
 from api.errors import ApiError
+from api.links import JOB_LINKS
 from api.schemas import JobOut, Page, PageOutcome, Progress, SnapshotRef
 from harvester.catalog.models import FrontierEntry, Job
 from harvester.jobs import cancel as cancel_job
@@ -77,7 +78,7 @@ def _get(svc: Svc, job_id: str) -> Job:
     return job
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, responses=JOB_LINKS)
 def submit(spec: JobSpec, svc: Svc, _: Admin) -> JobOut:
     """Validate and queue a crawl job; a worker picks it up."""
     return job_out(_get(svc, create_job(svc.sessions, spec)))

@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from api.deps import Admin, Reader, Svc
 from api.errors import ApiError
+from api.links import JOB_LINKS, SCHEDULE_LINKS
 from api.routes.jobs import job_out
 from api.schemas import JobOut, ScheduleIn, ScheduleOut, SchedulePatch
 from harvester.catalog.models import Job, Schedule
@@ -53,7 +54,7 @@ def _get(svc: Svc, schedule_id: str) -> Schedule:
     return found
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, responses=SCHEDULE_LINKS)
 def create(body: ScheduleIn, svc: Svc, _: Admin) -> ScheduleOut:
     """A new schedule; its first run is the next time the cron names."""
     _check(body.cron, body.timezone)
@@ -121,7 +122,7 @@ def delete(schedule_id: str, svc: Svc, _: Admin) -> None:
         session.delete(s)
 
 
-@router.post("/{schedule_id}/trigger", status_code=201)
+@router.post("/{schedule_id}/trigger", status_code=201, responses=JOB_LINKS)
 def trigger(schedule_id: str, svc: Svc, _: Admin) -> JobOut:
     """Queue a run now, unless the previous run is still going (409)."""
     _get(svc, schedule_id)

@@ -41,7 +41,7 @@ def mask_proxy(url: str) -> str:
 class PoolConfig(BaseModel):
     """One named pool as written in a proxies file or sent to the API."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     rotation: Literal["round_robin", "least_used"] = "round_robin"
     sticky_per_domain: bool = False
@@ -80,7 +80,7 @@ class PoolConfig(BaseModel):
 class ProxiesFile(BaseModel):
     """The top level of a proxies file: named pools."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     pools: dict[str, PoolConfig]
 
