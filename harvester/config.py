@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     pipeline_memory_mb: int = 2048
     """How much memory a pipeline process may take beyond its start-up size: a page that needs
     more fails (`failed pipeline/MemoryError`) instead of the OOM killer picking a process."""
+    build_memory_mb: int | None = None
+    """How much memory a build process may take beyond its start-up size (unset: no limit).
+    A build holds about 0.8 KB per document plus the texts of one file at a time."""
     build_retry_s: float = 300.0
     """How long a build waits out a catalog or object-store outage (retrying with back-off)
     before its job fails with the error."""

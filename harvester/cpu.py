@@ -21,7 +21,7 @@ _ORPHAN_CHECK_S = 1.0
 
 
 def _init_worker(parent: int, memory_mb: int | None) -> None:
-    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+    exit_with_parent(parent)
     # Extraction is throughput work; the event loop (fetch timing, the API) is latency work
     # and must win the cores when both want them. SCHED_IDLE ranks below every nice level,
     # so this holds in a worker whose loop already runs at the lowest niceness (19).
@@ -33,11 +33,11 @@ def _init_worker(parent: int, memory_mb: int | None) -> None:
     if memory_mb is not None:
         # A page that needs more than this fails its own call (MemoryError), instead of the
         # OOM killer taking the largest process on the machine.
-        grown = _address_space() + memory_mb * 2**20
+        grown = address_space() + memory_mb * 2**20
         resource.setrlimit(resource.RLIMIT_AS, (grown, grown))
 
 
-def _address_space() -> int:
+def address_space() -> int:
     """This process's virtual memory size in bytes."""
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmSize:"):
@@ -45,12 +45,16 @@ def _address_space() -> int:
     raise RuntimeError("no VmSize in /proc/self/status")
 
 
-def _exit_with_parent(parent: int) -> None:
-    # A SIGKILLed parent cannot stop its pool, and a worker holds both ends of its own call
-    # queue, so it would never see EOF: it watches for being orphaned instead.
-    while os.getppid() == parent:
-        time.sleep(_ORPHAN_CHECK_S)
-    os._exit(1)
+def exit_with_parent(parent: int) -> None:
+    """End this process when `parent` is gone: a SIGKILLed parent cannot stop its children,
+    and a pool worker holds both ends of its own call queue, so it would never see EOF."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(_ORPHAN_CHECK_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 _TICKS = os.sysconf("SC_CLK_TCK")

@@ -23,6 +23,9 @@ from sqlalchemy import delete, exists, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
 
+from harvester.build import process as build_process
+from harvester.build.inputs import BuildInput
+from harvester.build.version import Unchanged
 from harvester.catalog.clock import db_now
 from harvester.catalog.leases import dataset_lease
 from harvester.catalog.models import FrontierEntry, Job, StagingPart
@@ -31,7 +34,6 @@ from harvester.crawl.staging import staging_prefix
 from harvester.errors import BuildError, LeaseLost
 from harvester.spec import JobSpec
 from harvester.store.blob import BlobStore
-from harvester.store.builder import BuildInput, SnapshotBuilder
 from harvester.store.manifest import Manifest
 from harvester.store.snapshots import Snapshots
 
@@ -283,9 +285,12 @@ def build(
     spec: JobSpec,
     worker: str,
     token: int,
+    memory_mb: int | None = None,
 ) -> Manifest | None:
-    """Build and commit the job's snapshot as its claimed builder; the job ends `succeeded`,
-    `failed` with why, or `cancelled`. Returns None when the claim was lost on the way."""
+    """Build and commit the job's snapshot as its claimed builder, in a process of its own
+    (`memory_mb`: its allowance); the job ends `succeeded` (with a new version, or with
+    the latest one when the job changed no document), `failed` with why, or `cancelled`.
+    Returns None when the claim was lost on the way."""
     with sessions() as session:
         saved = Counter((session.get(Job, job_id) or Job()).stats or {})
     if saved["fetch/outcome/fetched"] + saved["fetch/outcome/not-modified"] == 0:
@@ -311,6 +316,8 @@ def build(
 
     beater = threading.Thread(target=beat, daemon=True, name=f"build-{job_id[:8]}")
     beater.start()
+    unchanged = False
+    built: dict[str, int] = {}
     try:
         # One build per dataset at a time (any process): the next version's number and its
         # parent are decided under the lease, whose token is checked before the commit.
@@ -327,9 +334,12 @@ def build(
                     lease.confirm()
 
                 try:
-                    manifest = SnapshotBuilder(store).build(
-                        build_input(sessions, job_id, spec), fence=fenced
+                    manifest = build_process.build(
+                        store, build_input(sessions, job_id, spec), fenced, memory_mb=memory_mb
                     )
+                except Unchanged as same:
+                    manifest, built = same.manifest, same.stats
+                    unchanged = True
                 except BuildError as exc:
                     cancelled = str(exc) == "cancelled"
                     state = JobState.CANCELLED if cancelled else JobState.FAILED
@@ -349,7 +359,11 @@ def build(
     with sessions() as session:
         job = session.get(Job, job_id)
         stats = dict(job.stats or {}) if job else {}
-    stats |= {k: v for k, v in manifest.stats.items() if k.startswith("dedup/")}
+    if unchanged:
+        stats["build/unchanged"] = 1
+    else:
+        built = manifest.stats
+    stats |= {k: v for k, v in built.items() if k.startswith("dedup/")}
     stats["build/documents"] = manifest.rows
     finish(
         sessions,

@@ -385,7 +385,15 @@ class Worker:
                 with self._sessions() as session:
                     raw = session.scalar(select(Job.spec).where(Job.id == job_id))
                 spec = parse_spec(raw or {})
-                jobs.build(self._sessions, self._store, job_id, spec, self.name, token)
+                jobs.build(
+                    self._sessions,
+                    self._store,
+                    job_id,
+                    spec,
+                    self.name,
+                    token,
+                    self._settings.build_memory_mb,
+                )
                 self._next_sweep = 0.0  # a finished job: its staging may be due now
                 return
             except BuildError as exc:

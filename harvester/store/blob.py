@@ -105,6 +105,17 @@ class BlobStore:
                 out.write(data)
             self.fs.move(temporary, final)
 
+    def upload(self, local: Path, relative: str) -> None:
+        """Copy a local file in atomically (temporary name, then rename)."""
+        final = self.path(relative)
+        temporary = f"{final}.tmp-{uuid.uuid4().hex}"
+        with _storage("write", relative), self._forgetting(temporary):
+            self.fs.create_dir(posixpath.dirname(final), recursive=True)
+            with local.open("rb") as source, self.fs.open_output_stream(temporary) as out:
+                while chunk := source.read(1 << 22):
+                    out.write(chunk)
+            self.fs.move(temporary, final)
+
     @contextlib.contextmanager
     def _forgetting(self, temporary: str) -> Iterator[None]:
         """Remove what a failed write left (a full disk must not stay full of it)."""

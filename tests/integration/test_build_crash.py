@@ -14,13 +14,14 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from harvester.build.inputs import BuildInput
+from harvester.build.process import build as build_version
 from harvester.crawl.staging import STAGING_SCHEMA
 from harvester.pipeline.document import document_id
 from harvester.pipeline.minhash import signatures
 from harvester.pipeline.text import content_hash
 from harvester.spec import parse_spec
 from harvester.store.blob import BlobStore
-from harvester.store.builder import BuildInput, SnapshotBuilder
 from harvester.store.snapshots import Snapshots, version_prefix
 from tests.webtest import WORDS, prose
 
@@ -29,10 +30,11 @@ BUILD = """
 import json, sys
 from harvester.spec import parse_spec
 from harvester.store.blob import BlobStore
-from harvester.store.builder import BuildInput, SnapshotBuilder
+from harvester.build.inputs import BuildInput
+from harvester.build.process import build
 store = BlobStore.from_url(sys.argv[1])
 spec = parse_spec(json.loads(sys.argv[2]))
-SnapshotBuilder(store).build(BuildInput(spec, ["job"], json.loads(sys.argv[3]), frozenset(), {}))
+build(store, BuildInput(spec, ["job"], json.loads(sys.argv[3]), frozenset(), {}), lambda: None)
 """
 
 
@@ -88,8 +90,8 @@ def test_killed_build_leaves_no_partial_version(tmp_path: Path, kill_when: str) 
         _verify(store, version)
 
     # The next build cleans up any leftovers and commits a complete version.
-    manifest = SnapshotBuilder(store).build(
-        BuildInput(parse_spec(SPEC), ["job"], parts, frozenset(), {})
+    manifest = build_version(
+        store, BuildInput(parse_spec(SPEC), ["job"], parts, frozenset(), {}), lambda: None
     )
     assert manifest.rows == 3000
     assert Snapshots(store).versions("crashy") == [*committed, manifest.version]

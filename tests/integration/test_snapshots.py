@@ -22,6 +22,7 @@ from harvester.errors import LeakageError
 from harvester.jobs import build_snapshot
 from harvester.service.worker import Worker
 from harvester.spec import parse_spec
+from harvester.stats import Stats
 from harvester.store.blob import BlobStore
 from harvester.store.snapshots import Snapshots, version_prefix
 from tests.conftest import cpu_pool, crawl, crawl_and_build
@@ -179,9 +180,17 @@ def test_new_near_duplicate_is_dropped_against_the_parent(
     crawl_and_build(_spec([site]), sqlite_catalog, store)
     site.state.copies = {5: 2}  # page 5 becomes a near copy of page 2
     site.state.pages = 6
-    _, manifest = crawl_and_build(_spec([site]), sqlite_catalog, store)
-    assert manifest.stats["dedup/near"] + manifest.stats["dedup/exact"] == 1
+    job_id, manifest = crawl_and_build(_spec([site]), sqlite_catalog, store)
+    with sqlite_catalog() as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        stats = Stats(job.stats)
+    assert stats.get("dedup/near") + stats.get("dedup/exact") == 1
     assert site.origin + "/page/5" not in _by_url(store, "web")
+    # Nothing else changed: no new version was written, the job names the one it kept.
+    assert stats.get("build/unchanged") == 1
+    assert manifest.version == job.snapshot_version == 1
+    assert Snapshots(store).versions("web") == [1]
 
 
 def test_leaking_split_assignment_is_refused(
@@ -210,7 +219,9 @@ def test_concurrent_builds_of_one_dataset_commit_consecutive_versions(
     catalog: sessionmaker[Session], sites: list[SiteServer], store: BlobStore
 ) -> None:
     spec = _spec([sites[0]])
-    jobs = [crawl(spec, catalog, store)[0] for _ in range(2)]
+    jobs = [crawl(spec, catalog, store)[0]]
+    sites[0].state.revisions = {1: 1}  # the second job sees a changed page: a new version
+    jobs.append(crawl(spec, catalog, store)[0])
     results: list[object] = []
 
     def build(job_id: str) -> None:

@@ -3,16 +3,48 @@
 from __future__ import annotations
 
 import random
+from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 from datasketch import MinHash
 
-from harvester.pipeline import leakage
-from harvester.pipeline.dedup import cluster_labels, exact_labels, near_pairs
+from harvester.build import cluster, leakage
+from harvester.build.candidates import Candidates, gather
+from harvester.build.inputs import BuildInput
+from harvester.crawl.staging import STAGING_SCHEMA
 from harvester.pipeline.minhash import signatures, signatures_of_shingles
 from harvester.pipeline.splits import assign
 from harvester.pipeline.text import ngram_hashes, word_hashes
-from harvester.spec import Splits
+from harvester.spec import Splits, parse_spec
+from harvester.store.blob import BlobStore
+
+SPEC = parse_spec({"dataset": "d", "seeds": ["http://e.com/"]})
+
+
+def _candidates(
+    tmp_path: Path, texts: list[str], hashes: list[str] | None = None, urls: list[str] | None = None
+) -> tuple[BlobStore, Candidates]:
+    """The texts staged as one part (document i at URL http://e.com/i), gathered."""
+    store = BlobStore.from_url(str(tmp_path / "store"))
+    sigs = signatures(texts, 128, 5)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    rows = [
+        {
+            "url": (urls or [])[i] if urls else f"http://e.com/{i}",
+            "id": f"id{i:05d}",
+            "domain": "e.com",
+            "text": text,
+            "content_sha256": hashes[i] if hashes else f"h{i}",
+            "fetched_at": start,
+            "minhash": sigs[i].tolist(),
+        }
+        for i, text in enumerate(texts)
+    ]
+    store.write_parquet("staging/part.parquet", pa.Table.from_pylist(rows, schema=STAGING_SCHEMA))
+    job = BuildInput(SPEC, ["job"], ["staging/part.parquet"], frozenset(), {})
+    return store, gather(store, job, None)
 
 
 def _vocabulary(rng: random.Random, n: int) -> list[str]:
@@ -50,7 +82,7 @@ def test_signature_ignores_case_and_punctuation() -> None:
     assert np.array_equal(a, b)
 
 
-def test_near_duplicate_families_cluster_and_strangers_do_not() -> None:
+def test_near_duplicate_families_cluster_and_strangers_do_not(tmp_path: Path) -> None:
     rng = random.Random(7)
     vocab = _vocabulary(rng, 5000)
     texts: list[list[str]] = []
@@ -66,10 +98,9 @@ def test_near_duplicate_families_cluster_and_strangers_do_not() -> None:
         assert _jaccard(base, far) < 0.5
         texts.append(far)
         family_of.append(-1 - family)
-    joined = [" ".join(t) for t in texts]
-    sigs = signatures(joined, 128, 5)
+    store, candidates = _candidates(tmp_path, [" ".join(t) for t in texts])
     rank = np.arange(len(texts), dtype=np.int64)
-    labels = cluster_labels(len(texts), near_pairs(sigs, 0.8, joined, 5), rank)
+    labels = cluster.cluster(store, candidates, rank, 0.8, 5).labels
     for i, j in zip(range(len(texts)), labels.tolist(), strict=True):
         assert family_of[i] == family_of[j], "a near-duplicate cluster mixed families"
     members = [i for i, f in enumerate(family_of) if f >= 0]
@@ -77,11 +108,11 @@ def test_near_duplicate_families_cluster_and_strangers_do_not() -> None:
 
 
 def test_representative_is_the_best_ranked_member() -> None:
-    pairs = np.array([[0, 1], [1, 2], [3, 4]], dtype=np.int64)
+    groups = np.array([0, 0, 0, 1, 1], dtype=np.int64)
     rank = np.array([5, 1, 3, 0, 9], dtype=np.int64)
-    assert cluster_labels(5, pairs, rank).tolist() == [1, 1, 1, 3, 3]
-    hashes = ["a", "b", "a", "a"]
-    assert exact_labels(hashes, np.array([3, 0, 1, 2], dtype=np.int64)).tolist() == [2, 1, 2, 2]
+    assert cluster.best_by(groups, rank).tolist() == [1, 1, 1, 3, 3]
+    hashes = np.array([0, 1, 0, 0], dtype=np.int64)  # "a", "b", "a", "a"
+    assert cluster.best_by(hashes, np.array([3, 0, 1, 2])).tolist() == [2, 1, 2, 2]
 
 
 def test_split_assignment_is_stable_and_follows_ratios() -> None:
@@ -93,22 +124,25 @@ def test_split_assignment_is_stable_and_follows_ratios() -> None:
     assert got != [assign(f"doc-{i}", "other", ratios) for i in range(20000)]
 
 
-def test_leakage_check_counts_what_crosses_splits() -> None:
+def test_leakage_check_counts_what_crosses_splits(tmp_path: Path) -> None:
     rng = random.Random(3)
     vocab = _vocabulary(rng, 3000)
     base = [rng.choice(vocab) for _ in range(300)]
     other = [rng.choice(vocab) for _ in range(300)]
     texts = [" ".join(base), " ".join(_variant(base, 1, rng, vocab)), " ".join(other)]
-    sigs = signatures(texts, 128, 5)
-    hashes = ["h0", "h1", "h2"]
-    crossing = leakage.check(
-        ["u0", "u1", "u2"], hashes, texts, ["train", "test", "train"], sigs, 0.8, 5
-    )
+    store, candidates = _candidates(tmp_path, texts)
+    found = cluster.cluster(store, candidates, np.arange(3), 0.8, 5)
+    kept = np.arange(3)
+
+    def check(splits: list[str], c: Candidates = candidates) -> leakage.LeakageReport:
+        return leakage.check(store, c, kept, np.array(splits, object), found.verified)
+
+    crossing = check(["train", "test", "train"])
     assert crossing.cross_split_near_duplicates == 1 and not crossing.clean
     assert crossing.test_13gram_in_train > 0.9
-    together = leakage.check(
-        ["u0", "u1", "u2"], hashes, texts, ["test", "test", "train"], sigs, 0.8, 5
-    )
+    together = check(["test", "test", "train"])
     assert together.clean and together.test_13gram_in_train < 0.05
-    urls = leakage.check(["u0", "u0", "u2"], hashes, texts, ["train", "test", "test"], sigs, 0.8, 5)
-    assert urls.cross_split_urls == 1
+    _, same_url = _candidates(tmp_path / "u", texts, urls=["u0", "u0", "u2"])
+    assert len(same_url) == 2  # one row per URL: the latest staged
+    exact = _candidates(tmp_path / "h", texts, hashes=["h0", "h0", "h2"])[1]
+    assert check(["train", "test", "test"], exact).cross_split_exact == 1
