@@ -1,27 +1,30 @@
-"""Build benchmark: signatures, LSH + clustering and a whole snapshot build, with dedup quality.
+"""Build benchmark: a whole snapshot build from staging parts, its speed, the build process's
+peak memory, and dedup quality against planted near duplicates.
 
     python bench/build.py [--docs 100000] [--words 480]
 
-Generates `--docs` documents of about 3 KB (random words from a 20k vocabulary) in which
-families of near duplicates are planted: 8% of documents are bases with 1-3 close variants
-(1-10 words replaced, true Jaccard of word 5-gram sets 0.80-0.99), one borderline variant
-(11-20 words replaced, Jaccard about 0.65-0.8) and one distant variant (40-80 words, < 0.6).
-Truth is the exact Jaccard of each (base, variant) pair: >= 0.8 must merge, below must not.
-Then, in one process (one core):
- 1. signatures: text → MinHash (128 perms, 5-grams) in docs/s, next to datasketch's
-    `MinHash.bulk` on a sample;
- 2. LSH + clustering: candidate pairs, verification and union-find in docs/s; recall of pairs
-    with true Jaccard ≥ 0.8 (and ≥ 0.85) and the false-merge rate (documents merged into a
-    cluster whose representative is < 0.8 similar to them, or from another family);
- 3. whole build: staging parts (as the crawl writes them) → committed snapshot, docs/s;
- 4. peak RSS.
+Three processes, so that what is measured is the build's own memory:
+ 1. `generate` writes the corpus to disk as staging parts (as the crawl writes them), with
+    the planted truth: 8% of documents are bases with 1-3 close variants (1-10 words replaced,
+    true Jaccard of word 5-gram sets 0.80-0.99), one borderline variant (11-20 words, about
+    0.65-0.8) and one distant variant (40-80 words, < 0.6). Signatures are computed here,
+    on every core.
+ 2. `build` runs `harvester.build.process.build` (the build in a child process, as the
+    service runs it) with `dedup.action: keep`, so every document's cluster is in the
+    snapshot, and prints docs/s and the peak RSS of the build process and of its caller.
+ 3. the quality check reads the snapshot's (id, cluster_id) and prints recall of pairs with
+    true Jaccard >= 0.8 (and >= 0.85), false merges, and the borderline pairs merged.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import multiprocessing
 import random
 import resource
+import subprocess
+import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
@@ -29,18 +32,25 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-from datasketch import MinHash
+import pyarrow.parquet as pq
 
+from harvester.build.inputs import BuildInput
+from harvester.build.process import build
 from harvester.crawl.staging import STAGING_SCHEMA
-from harvester.pipeline.dedup import cluster_labels, exact_labels, near_pairs
 from harvester.pipeline.document import document_id
 from harvester.pipeline.minhash import signatures
-from harvester.pipeline.text import content_hash, words
+from harvester.pipeline.text import content_hash
 from harvester.spec import parse_spec
 from harvester.store.blob import BlobStore
-from harvester.store.builder import BuildInput, SnapshotBuilder
+from harvester.store.snapshots import Snapshots, version_prefix
 
 NUM_PERM, NGRAM, THRESHOLD = 128, 5, 0.8
+PART_ROWS = 5000
+SPEC = {
+    "dataset": "bench",
+    "seeds": ["http://bench0.test/"],
+    "pipeline": {"dedup": {"action": "keep"}},
+}
 
 
 def shingle_set(tokens: list[str]) -> set[tuple[str, ...]]:
@@ -52,80 +62,155 @@ def jaccard(a: list[str], b: list[str]) -> float:
     return len(sa & sb) / len(sa | sb)
 
 
-def generate(
-    n: int, n_words: int, seed: int = 0
+def generate_part(
+    args: tuple[int, int, int],
 ) -> tuple[list[str], list[int], list[tuple[int, int, float]]]:
-    """Texts, family id per text (-1 for none) and (base, variant, true Jaccard) pairs."""
-    rng = random.Random(seed)
+    """Documents [first, first + count): texts, family per text (-1: none) and (base,
+    variant, true Jaccard) pairs; families never straddle two parts."""
+    first, count, n_words = args
+    rng = random.Random(first)
+    vocab_rng = random.Random(0)
     vocab = [
-        "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(3, 9)))
+        "".join(
+            vocab_rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(vocab_rng.randint(3, 9))
+        )
         for _ in range(20000)
     ]
     texts: list[list[str]] = []
     family: list[int] = []
     truth: list[tuple[int, int, float]] = []
-    next_family = 0
-    while len(texts) < n:
+    while len(texts) < count:
         base = rng.choices(vocab, k=n_words)
-        if rng.random() < 0.08 and len(texts) < n * 0.95:
-            fam = next_family
-            next_family += 1
-            base_index = len(texts)
+        variants = [rng.randint(1, 10) for _ in range(rng.randint(1, 3))]
+        variants += [rng.randint(11, 20), rng.randint(40, 80)]
+        if rng.random() < 0.08 and len(texts) + 1 + len(variants) <= count:
+            base_index = first + len(texts)
             texts.append(base)
-            family.append(fam)
-            for changes in [rng.randint(1, 10) for _ in range(rng.randint(1, 3))] + [
-                rng.randint(40, 80)
-            ]:
+            family.append(base_index)
+            for changes in variants:
                 variant = list(base)
                 for i in rng.sample(range(n_words), changes):
                     variant[i] = rng.choice(vocab)
-                truth.append((base_index, len(texts), jaccard(base, variant)))
+                truth.append((base_index, first + len(texts), jaccard(base, variant)))
                 texts.append(variant)
-                family.append(fam)
+                family.append(base_index)
         else:
             texts.append(base)
             family.append(-1)
     sentences = []
-    for tokens in texts[:n]:
-        out, i = [], 0
-        while i < len(tokens):
-            k = 12
-            out.append(" ".join(tokens[i : i + k]).capitalize() + ".")
-            i += k
+    for tokens in texts:
+        out = [" ".join(tokens[i : i + 12]).capitalize() + "." for i in range(0, len(tokens), 12)]
         sentences.append(" ".join(out))
-    truth = [t for t in truth if t[1] < n]
-    return sentences, family[:n], truth
+    return sentences, family, truth
 
 
-def staging_parts(
-    store: BlobStore, texts: list[str], sigs: np.ndarray, part_rows: int = 5000
-) -> list[str]:
+def write_part(args: tuple[str, int, int, int]) -> tuple[list[int], list[tuple[int, int, float]]]:
+    root, number, first, n_words = args
+    texts, family, truth = generate_part((first, PART_ROWS, n_words))
+    sigs = signatures(texts, NUM_PERM, NGRAM)
     start = datetime(2026, 1, 1, tzinfo=UTC)
-    paths = []
-    for p, lo in enumerate(range(0, len(texts), part_rows)):
-        hi = min(len(texts), lo + part_rows)
-        urls = [f"http://bench{i % 50}.test/doc/{i}" for i in range(lo, hi)]
-        columns = {
-            "job_id": pa.array(["bench"] * (hi - lo)),
-            "url": pa.array(urls),
-            "id": pa.array([document_id(u) for u in urls]),
-            "domain": pa.array([u.split("/")[2] for u in urls]),
-            "text": pa.array(texts[lo:hi]),
-            "language": pa.array(["en"] * (hi - lo)),
-            "content_sha256": pa.array([content_hash(t) for t in texts[lo:hi]]),
-            "fetched_at": pa.array(
-                [start + timedelta(seconds=i) for i in range(lo, hi)], pa.timestamp("us", tz="UTC")
-            ),
-            "minhash": pa.array(list(sigs[lo:hi]), pa.list_(pa.uint32())),
-        }
-        table = pa.table(
-            {f.name: columns.get(f.name, pa.nulls(hi - lo, f.type)) for f in STAGING_SCHEMA},
-            schema=STAGING_SCHEMA,
-        )
-        path = f"staging/bench/part-{p:05d}.parquet"
-        store.write_parquet(path, table)
-        paths.append(path)
-    return paths
+    n = len(texts)
+    urls = [f"http://bench{i % 50}.test/doc/{i}" for i in range(first, first + n)]
+    columns = {
+        "job_id": pa.array(["bench"] * n),
+        "url": pa.array(urls),
+        "id": pa.array([document_id(u) for u in urls]),
+        "domain": pa.array([u.split("/")[2] for u in urls]),
+        "text": pa.array(texts),
+        "language": pa.array(["en"] * n),
+        "content_sha256": pa.array([content_hash(t) for t in texts]),
+        "fetched_at": pa.array(
+            [start + timedelta(seconds=i) for i in range(first, first + n)],
+            pa.timestamp("us", tz="UTC"),
+        ),
+        "minhash": pa.FixedSizeListArray.from_arrays(pa.array(sigs.reshape(-1)), NUM_PERM).cast(
+            pa.list_(pa.uint32())
+        ),
+    }
+    table = pa.table(
+        {f.name: columns.get(f.name, pa.nulls(n, f.type)) for f in STAGING_SCHEMA},
+        schema=STAGING_SCHEMA,
+    )
+    BlobStore.from_url(root).write_parquet(f"staging/bench/part-{number:05d}.parquet", table)
+    return family, truth
+
+
+def generate(root: Path, docs: int, n_words: int) -> None:
+    store = str(root / "store")
+    tasks = [(store, p, p * PART_ROWS, n_words) for p in range((docs + PART_ROWS - 1) // PART_ROWS)]
+    started = time.perf_counter()
+    families: list[int] = []
+    truth: list[tuple[int, int, float]] = []
+    with multiprocessing.get_context("spawn").Pool() as pool:
+        for family, pairs in pool.imap(write_part, tasks):
+            families += family
+            truth += pairs
+    np.save(root / "family.npy", np.asarray(families, np.int64))
+    np.save(root / "truth.npy", np.asarray(truth, np.float64).reshape(-1, 3))
+    took = time.perf_counter() - started
+    print(
+        f"generated {len(families):,} docs in {len(tasks)} parts, "
+        f"{len(truth):,} planted pairs ({took:.0f} s)"
+    )
+
+
+def run_build(root: Path) -> None:
+    store = BlobStore.from_url(str(root / "store"))
+    parts = store.list("staging/bench")
+    job = BuildInput(parse_spec(SPEC), ["bench"], parts, frozenset(), {})
+    started = time.perf_counter()
+    manifest = build(store, job, lambda: None)
+    took = time.perf_counter() - started
+    child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    caller = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    data = sum(f.bytes for f in manifest.files)
+    print(
+        f"build: {manifest.rows:,} docs in {took:.1f} s = {manifest.rows / took:,.0f} docs/s; "
+        f"{len(manifest.files)} files, {data / 1e6:,.0f} MB; peak RSS of the build process "
+        f"{child:,.0f} MiB (its caller {caller:,.0f} MiB)"
+    )
+    print(
+        f"  near duplicates {manifest.dedup.near_duplicates:,}, verified pairs "
+        f"{manifest.dedup.verified_pairs:,}, test 13-grams in train "
+        f"{manifest.leakage.test_13gram_in_train:.4f}"
+    )
+    print(json.dumps({"seconds": took, "rss_mib": child}))
+
+
+def quality(root: Path) -> None:
+    store = BlobStore.from_url(str(root / "store"))
+    snapshots = Snapshots(store)
+    manifest = snapshots.manifest("bench", snapshots.latest("bench"))
+    prefix = version_prefix("bench", manifest.version)
+    table = pa.concat_tables(
+        pq.read_table(store.path(f"{prefix}/{f.path}"), columns=["url", "id", "cluster_id"])
+        for f in manifest.files
+        if f.split
+    )
+    index = np.asarray([int(u.rsplit("/", 1)[1]) for u in table.column("url").to_pylist()])
+    ids = np.empty(len(index), object)
+    clusters = np.empty(len(index), object)
+    ids[index] = table.column("id").to_pylist()
+    clusters[index] = table.column("cluster_id").to_pylist()
+    family = np.load(root / "family.npy")
+    truth = np.load(root / "truth.npy")
+    a, b, j = truth[:, 0].astype(np.int64), truth[:, 1].astype(np.int64), truth[:, 2]
+    same = clusters[a] == clusters[b]
+    for floor in (0.8, 0.85):
+        wanted = j >= floor
+        found = f"{same[wanted].sum():,}/{wanted.sum():,}"
+        print(f"  recall at Jaccard >= {floor}: {same[wanted].mean():.4f} ({found})")
+    true_j = {(int(x), int(y)): z for x, y, z in zip(a, b, j, strict=True)}
+    rep_of = {doc_id: i for i, doc_id in enumerate(ids)}
+    merged = np.flatnonzero(clusters != ids)
+    false = 0
+    for i in merged.tolist():
+        rep = rep_of[clusters[i]]
+        if family[i] < 0 or family[i] != family[rep] or true_j.get((rep, i), 0.0) < THRESHOLD:
+            false += 1
+    print(f"  false merges: {false}/{len(merged):,} merged documents")
+    below = j < THRESHOLD
+    print(f"  pairs below the threshold merged: {same[below].sum():,}/{below.sum():,}")
 
 
 def main() -> None:
@@ -134,79 +219,22 @@ def main() -> None:
     )
     parser.add_argument("--docs", type=int, default=100_000)
     parser.add_argument("--words", type=int, default=480)
+    parser.add_argument("--stage", choices=["generate", "build", "quality"])
+    parser.add_argument("--dir", type=Path)
     args = parser.parse_args()
-
-    t = time.perf_counter()
-    texts, family, truth = generate(args.docs, args.words)
-    mean_bytes = sum(len(x) for x in texts) / len(texts)
-    took = time.perf_counter() - t
-    print(f"generated {len(texts)} docs, mean {mean_bytes:.0f} B, {len(truth)} pairs ({took:.1f}s)")
-
-    # 1. signatures
-    t = time.perf_counter()
-    sigs = signatures(texts, NUM_PERM, NGRAM)
-    sig_s = time.perf_counter() - t
-    print(f"signatures: {len(texts) / sig_s:,.0f} docs/s (one core, {sig_s:.1f}s)")
-    sample = texts[:2000]
-    t = time.perf_counter()
-    MinHash.bulk(
-        [
-            [" ".join(w).encode() for w in zip(*(ws[i:] for i in range(NGRAM)), strict=False)]
-            for ws in (words(x) for x in sample)
-        ],
-        num_perm=NUM_PERM,
-    )
-    rate = len(sample) / (time.perf_counter() - t)
-    print(f"  reference: datasketch MinHash.bulk, Python shingling: {rate:,.0f} docs/s")
-
-    # 2. LSH + clustering, and quality against the planted truth
-    t = time.perf_counter()
-    rank = np.arange(len(texts), dtype=np.int64)
-    exact = exact_labels([content_hash(x) for x in texts], rank)
-    labels = cluster_labels(
-        len(texts),
-        np.concatenate(
-            [np.stack([np.arange(len(texts)), exact], 1), near_pairs(sigs, THRESHOLD, texts, NGRAM)]
-        ),
-        rank,
-    )
-    lsh_s = time.perf_counter() - t
-    clusters = len(set(labels.tolist()))
-    print(f"LSH + clustering: {len(texts) / lsh_s:,.0f} docs/s ({lsh_s:.1f}s), {clusters} clusters")
-    for floor in (0.8, 0.85):
-        wanted = [(a, b) for a, b, j in truth if j >= floor]
-        found = sum(1 for a, b in wanted if labels[a] == labels[b])
-        print(f"  recall at Jaccard >= {floor}: {found / len(wanted):.4f} ({found}/{len(wanted)})")
-    true_j = {(a, b): j for a, b, j in truth}
-    merged = [i for i in range(len(texts)) if labels[i] != i]
-    false = 0
-    for i in merged:
-        rep = int(labels[i])
-        same_family = family[i] >= 0 and family[i] == family[rep]
-        if not same_family or true_j.get((rep, i), 0.0) < THRESHOLD:
-            false += 1
-    share = false / max(1, len(merged))
-    print(f"  false merges: {false}/{len(merged)} merged documents = {share:.4%}")
-    below = [(a, b) for a, b, j in truth if j < THRESHOLD]
-    wrong = sum(1 for a, b in below if labels[a] == labels[b])
-    print(f"  pairs below the threshold merged: {wrong}/{len(below)}")
-
-    # 3. whole build from staging parts
-    with tempfile.TemporaryDirectory() as work:
-        store = BlobStore.from_url(str(Path(work) / "store"))
-        parts = staging_parts(store, texts, sigs)
-        spec = parse_spec({"dataset": "bench", "seeds": ["http://bench0.test/"]})
-        t = time.perf_counter()
-        manifest = SnapshotBuilder(store).build(BuildInput(spec, ["bench"], parts, frozenset(), {}))
-        build_s = time.perf_counter() - t
-        print(
-            f"whole build: {len(texts)} docs in {build_s:.1f}s = "
-            f"{len(texts) / build_s:,.0f} docs/s → {manifest.rows} rows, "
-            f"{len(manifest.files)} files, {manifest.data_bytes / 1e6:.0f} MB; "
-            f"near dups removed {manifest.dedup.near_duplicates}, "
-            f"test 13-grams in train {manifest.leakage.test_13gram_in_train:.4f}"
-        )
-    print(f"peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+    if args.stage == "generate":
+        generate(args.dir, args.docs, args.words)
+    elif args.stage == "build":
+        run_build(args.dir)
+    elif args.stage == "quality":
+        quality(args.dir)
+    else:
+        with tempfile.TemporaryDirectory(prefix="bench-build-") as work:
+            for stage in ("generate", "build", "quality"):
+                command = [sys.executable, __file__, "--stage", stage, "--dir", work]
+                subprocess.run(
+                    [*command, "--docs", str(args.docs), "--words", str(args.words)], check=True
+                )
 
 
 if __name__ == "__main__":

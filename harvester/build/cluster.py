@@ -14,13 +14,10 @@ from scipy.sparse.csgraph import connected_components
 
 from harvester.build.candidates import Candidates, texts
 from harvester.pipeline.dedup import candidate_pairs, jaccard
-from harvester.pipeline.minhash import estimated_jaccard
 from harvester.pipeline.text import ngram_hashes, word_hashes
 from harvester.store.blob import BlobStore
 
 IntArray = npt.NDArray[np.int64]
-_SCREEN_MARGIN = 0.12  # over 3 standard errors of a 128-permutation estimate near 0.8:
-# the estimate only screens out clear misses; the exact Jaccard decides.
 
 
 @dataclass(frozen=True)
@@ -78,11 +75,7 @@ def cluster(
     hashes = pc.dictionary_encode(candidates.meta.column("content_sha256")).combine_chunks()
     exact = best_by(hashes.indices.to_numpy().astype(np.int64), rank)
     survivors = np.flatnonzero(exact == np.arange(n))
-    pairs = candidate_pairs(candidates.sigs[survivors], threshold)
-    if len(pairs):
-        sigs = candidates.sigs[survivors]
-        estimate = estimated_jaccard(sigs[pairs[:, 0]], sigs[pairs[:, 1]])
-        pairs = survivors[pairs[estimate >= threshold - _SCREEN_MARGIN]]
+    pairs = survivors[candidate_pairs(candidates.sigs[survivors], threshold)]
     verified = _verify(store, candidates, pairs, threshold, ngram)
     duplicates = np.flatnonzero(exact != np.arange(n))
     edges = np.concatenate([np.stack([duplicates, exact[duplicates]], axis=1), verified])

@@ -14,6 +14,8 @@ from datetime import datetime
 from multiprocessing.connection import Connection
 from typing import Any
 
+import pyarrow as pa
+
 from harvester.build.inputs import BuildInput
 from harvester.build.version import Unchanged, prepare
 from harvester.cpu import address_space, exit_with_parent
@@ -100,6 +102,11 @@ def _child(
 ) -> None:
     # An orphan must not go on writing files a later build of the same version writes too.
     exit_with_parent(parent)
+    # Texts pass through file by file. Arrow's default allocator (mimalloc) keeps what it
+    # freed, so the process would grow by every file read; jemalloc told to give freed
+    # pages back at once stays at what is in use (measured: +160 MB against +0 MB).
+    pa.set_memory_pool(pa.jemalloc_memory_pool())
+    pa.jemalloc_set_decay_ms(0)
     if memory_mb is not None:
         grown = address_space() + memory_mb * 2**20
         resource.setrlimit(resource.RLIMIT_AS, (grown, grown))

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from harvester.build.candidates import Candidates, batches
@@ -125,14 +126,32 @@ def write_shards(
             writer.close()
         entries = []
         for number, name in enumerate(plan.names):
-            table = pq.read_table(Path(scratch) / f"{number}.parquet")
-            table = table.sort_by("_position").drop_columns(["_position"])
             members = plan.shard == number
-            avg_row = max(1, int(sizes[members].sum()) // max(1, int(members.sum())))
-            row_group = max(1, spec.row_group_bytes // avg_row)
-            (Path(scratch) / f"{number}.parquet").unlink()
-            entries.append(_write(store, prefix, name, plan.splits[number], table, row_group))
+            bucket = Path(scratch) / f"{number}.parquet"
+            final = Path(scratch) / "shard.parquet"
+            _sort_bucket(bucket, final, int(members.sum()), int(sizes[members].sum()), spec)
+            bucket.unlink()
+            store.upload(final, f"{prefix}/{name}")
+            entries.append(_entry(store, prefix, name, plan.splits[number], int(members.sum())))
         return entries
+
+
+def _sort_bucket(bucket: Path, final: Path, rows: int, size: int, spec: Shards) -> None:
+    """Write a shard's rows in position order, holding about one row group of them at a time:
+    one pass over the bucket per range of positions."""
+    avg_row = max(1, size // max(1, rows))
+    row_group = max(1, spec.row_group_bytes // avg_row)
+    source = pq.ParquetFile(bucket)
+    with pq.ParquetWriter(final, SNAPSHOT_SCHEMA, compression="zstd") as writer:
+        for low in range(0, rows, row_group):
+            high = low + row_group
+            parts = []
+            for batch in source.iter_batches():
+                position = batch.column("_position")
+                inside = pc.and_(pc.greater_equal(position, low), pc.less(position, high))
+                parts.append(pa.Table.from_batches([batch]).filter(inside))
+            chunk = pa.concat_tables(parts).sort_by("_position").drop_columns(["_position"])
+            writer.write_table(chunk.cast(SNAPSHOT_SCHEMA), row_group_size=row_group)
 
 
 def write_index(
@@ -157,13 +176,6 @@ def write_index(
                 )
         store.upload(local, f"{prefix}/{SIGNATURES}")
     return _entry(store, prefix, SIGNATURES, None, len(order))
-
-
-def _write(
-    store: BlobStore, prefix: str, path: str, split: str | None, table: pa.Table, row_group: int
-) -> FileEntry:
-    store.write_parquet(f"{prefix}/{path}", table, row_group_size=row_group)
-    return _entry(store, prefix, path, split, table.num_rows)
 
 
 def _entry(store: BlobStore, prefix: str, path: str, split: str | None, rows: int) -> FileEntry:

@@ -146,3 +146,27 @@ def test_leakage_check_counts_what_crosses_splits(tmp_path: Path) -> None:
     assert len(same_url) == 2  # one row per URL: the latest staged
     exact = _candidates(tmp_path / "h", texts, hashes=["h0", "h0", "h2"])[1]
     assert check(["train", "test", "test"], exact).cross_split_exact == 1
+
+
+def test_pairs_inside_a_huge_template_bucket_are_found_and_leakage_sees_them(
+    tmp_path: Path,
+) -> None:
+    """600 pages share a 300-word template (background Jaccard about 0.7, so they fall in one
+    LSH bucket of hundreds); 30 near copies are planted among them, far apart."""
+    rng = random.Random(11)
+    vocab = _vocabulary(rng, 5000)
+    template = [rng.choice(vocab) for _ in range(300)]
+    docs = [template + [rng.choice(vocab) for _ in range(60)] for _ in range(600)]
+    planted = []
+    for base in rng.sample(range(600), 30):
+        planted.append((base, len(docs)))
+        docs.append(_variant(docs[base], 1, rng, vocab))
+    assert _jaccard(docs[0], docs[1]) < 0.8 < min(_jaccard(docs[a], docs[b]) for a, b in planted)
+    store, candidates = _candidates(tmp_path, [" ".join(d) for d in docs])
+    found = cluster.cluster(store, candidates, np.arange(len(docs)), 0.8, 5)
+    assert all(found.labels[a] == found.labels[b] for a, b in planted)
+    assert found.near_duplicates == 30  # and no template sibling was merged
+    split = np.array(["train"] * len(docs), object)
+    split[[b for _, b in planted]] = "test"
+    report = leakage.check(store, candidates, np.arange(len(docs)), split, found.verified)
+    assert report.cross_split_near_duplicates == 30
