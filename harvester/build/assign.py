@@ -1,6 +1,7 @@
-"""Split assignment: a document keeps the split it was published in; a new member of a
-cluster joins the split of the cluster's best-ranked published member; anything else is
-drawn from a salted hash of its group key (`splits.group_by`)."""
+"""Split assignment (`docs/dataset-policy.md`): a cluster with a published member takes the
+split of its best-ranked published member, and every member joins it (a published document
+whose split differs is moved, and counted); any other document's split is drawn from a salted
+hash of its group key (`splits.group_by`)."""
 
 from __future__ import annotations
 
@@ -18,8 +19,8 @@ def splits(
     rank: npt.NDArray[np.int64],
     salt: str,
     ratios: Splits,
-) -> npt.NDArray[np.object_]:
-    """The split of every candidate."""
+) -> tuple[npt.NDArray[np.object_], int]:
+    """The split of every candidate, and how many published documents it moves."""
     prior = candidates.column("prior")
     published = np.flatnonzero(prior != None)  # noqa: E711 (elementwise on objects)
     inherited: dict[int, str] = {}
@@ -30,9 +31,7 @@ def splits(
     key = keys[ratios.group_by]
     out = np.empty(len(candidates), dtype=object)
     for i in range(len(candidates)):
-        if prior[i] is not None:
-            out[i] = prior[i]
-        else:
-            cluster = int(labels[i])
-            out[i] = inherited[cluster] if cluster in inherited else assign(key[i], salt, ratios)
-    return out
+        cluster = int(labels[i])
+        out[i] = inherited[cluster] if cluster in inherited else assign(key[i], salt, ratios)
+    moved = int(np.sum(out[published] != prior[published]))
+    return out, moved

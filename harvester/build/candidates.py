@@ -93,9 +93,35 @@ def _scan(store: BlobStore, paths: list[str], columns: list[str], first: int) ->
     return pa.concat_tables(tables)
 
 
-def _matrix(column: pa.ChunkedArray, num_perm: int) -> npt.NDArray[np.uint32]:
-    flat = column.combine_chunks().flatten() if len(column) else pa.array([], pa.uint32())
+def _matrix(column: pa.Array, num_perm: int) -> npt.NDArray[np.uint32]:
+    flat = column.flatten() if len(column) else pa.array([], pa.uint32())
     return np.asarray(flat, dtype=np.uint32).reshape(-1, num_perm)
+
+
+def _fill(
+    store: BlobStore,
+    files: list[str],
+    located: pa.Table,
+    column: str,
+    num_perm: int,
+    out: npt.NDArray[np.uint32],
+) -> None:
+    """Copy the signatures (`column`) of the rows `located` names (by source and row) into
+    `out`, in `located`'s order, reading one batch of one file at a time."""
+    sources = located.column("source").to_numpy()
+    rows = located.column("row").to_numpy()
+    for source in np.unique(sources):
+        at = np.flatnonzero(sources == source)
+        at = at[np.argsort(rows[at], kind="stable")]
+        wanted, start = rows[at], 0
+        for batch in batches(store, files[source], [column]):
+            end = start + batch.num_rows
+            lo, hi = np.searchsorted(wanted, [start, end])
+            if hi > lo:
+                # Only the wanted rows: a dropped page's row has no signature at all.
+                taken = batch.column(column).take(pa.array(wanted[lo:hi] - start))
+                out[at[lo:hi]] = _matrix(taken, num_perm)
+            start = end
 
 
 def _latest_per_url(table: pa.Table) -> pa.Table:
@@ -109,7 +135,7 @@ def _latest_per_url(table: pa.Table) -> pa.Table:
     return table.take(pa.array(np.sort(order[last])))
 
 
-_STAGED = ["url", "dropped", "id", "domain", "content_sha256", "fetched_at", "minhash"]
+_STAGED = ["url", "dropped", "id", "domain", "content_sha256", "fetched_at"]
 _PARENT = ["id", "url", "domain", "content_sha256", "fetched_at", "split"]
 _META = ["id", "url", "domain", "content_sha256", "fetched_at", "source", "row", "length", "size"]
 
@@ -117,11 +143,11 @@ _META = ["id", "url", "domain", "content_sha256", "fetched_at", "source", "row",
 def gather(store: BlobStore, job: BuildInput, parent: Manifest | None) -> Candidates:
     """The candidates: the staged documents (the latest per URL) and the parent's documents
     the job did not refetch, did not find gone, and whose URLs its scope still takes in.
-    Signatures are written straight into one matrix: no second copy of them is made."""
+    Signatures are read last, straight into one matrix: no other copy of them is held."""
     num_perm = job.spec.pipeline.dedup.num_perm
     files = list(job.staging)
     empty = pa.schema([(name, t) for name, t in zip(_META, _TYPES, strict=True)]).empty_table()
-    staged = empty.append_column("minhash", pa.array([], pa.list_(pa.uint32())))
+    staged = empty
     refetched = pa.array([], pa.string())
     if files:
         scanned = _scan(store, files, _STAGED, 0)
@@ -146,7 +172,7 @@ def gather(store: BlobStore, job: BuildInput, parent: Manifest | None) -> Candid
         carried = old.filter(pc.and_(pc.invert(leaving), pa.array(in_scope, pa.bool_())))
         carried = carried.select(_META)
     matrix = np.empty((staged.num_rows + carried.num_rows, num_perm), np.uint32)
-    matrix[: staged.num_rows] = _matrix(staged.column("minhash"), num_perm)
+    _fill(store, files, staged, "minhash", num_perm, matrix[: staged.num_rows])
     if parent is not None:
         _parent_signatures(store, parent, carried, files, job, matrix[staged.num_rows :])
     meta = pa.concat_tables(
@@ -189,7 +215,7 @@ def _parent_signatures(
         for batch in batches(store, index, ["id", "minhash"]):
             at = pc.fill_null(pc.index_in(batch.column("id"), value_set=ids), -1).to_numpy()
             found = at >= 0
-            rows = _matrix(pa.chunked_array([batch.column("minhash")]), dedup.num_perm)
+            rows = _matrix(batch.column("minhash"), dedup.num_perm)
             out[at[found]] = rows[found]
         return
     sources = carried.column("source").to_numpy()

@@ -29,12 +29,28 @@ class Clusters:
     near_duplicates: int
     verified: IntArray
     """The near-duplicate pairs verified (positions), for the leakage check."""
+    edges: IntArray
+    """Every duplicate pair found: exact (to the best-ranked copy) and verified near."""
 
     @property
     def sizes(self) -> IntArray:
         """Members of each document's cluster."""
         counts: IntArray = np.bincount(self.labels, minlength=len(self.labels))
         return counts[self.labels]
+
+    def removable(self, candidates: Candidates) -> npt.NDArray[np.bool_]:
+        """Who `dedup.action: remove` takes out: every member of a cluster but its
+        representative, except a published document that is not itself a duplicate of the
+        representative (a cluster chains: a page bridging two published documents must not
+        make one of them disappear)."""
+        n = len(self.labels)
+        out = self.labels != np.arange(n)
+        prior = candidates.meta.column("prior").is_valid().to_numpy(zero_copy_only=False)
+        direct = np.zeros(n, bool)
+        for a, b in (self.edges[:, 0], self.edges[:, 1]), (self.edges[:, 1], self.edges[:, 0]):
+            direct[a[self.labels[a] == b]] = True  # a is a duplicate of its representative
+        removable: npt.NDArray[np.bool_] = out & (direct | ~prior)
+        return removable
 
     @property
     def with_duplicates(self) -> int:
@@ -89,6 +105,7 @@ def cluster(
         exact_duplicates=len(duplicates),
         near_duplicates=len(survivors) - len(np.unique(labels)),
         verified=verified,
+        edges=edges,
     )
 
 

@@ -55,13 +55,13 @@ def prepare(
     ranks = cluster.rank(candidates)
     found = cluster.cluster(store, candidates, ranks, dedup.threshold, dedup.ngram)
     n = len(candidates)
-    keep = found.labels == np.arange(n) if dedup.action == "remove" else np.ones(n, bool)
-    kept = np.flatnonzero(keep)
+    keep = found.removable(candidates) if dedup.action == "remove" else np.zeros(n, bool)
+    kept = np.flatnonzero(~keep)
     stats["dedup/exact"] = found.exact_duplicates
     stats["dedup/near"] = found.near_duplicates
 
     salt = parent.split_salt if parent else (spec.splits.salt or default_salt(dataset))
-    split = assign.splits(candidates, found.labels, ranks, salt, spec.splits)
+    split, moved = assign.splits(candidates, found.labels, ranks, salt, spec.splits)
     report = leakage.check(store, candidates, kept, split, found.verified)
     if not report.clean:
         raise LeakageError(
@@ -71,8 +71,8 @@ def prepare(
         )
     if len(kept) == 0:
         raise BuildError("no document passed the pipeline; nothing to commit")
-    changes = _changes(candidates, kept)
-    if parent is not None and changes.added == changes.removed == changes.changed == 0:
+    changes = _changes(candidates, kept, split, moved)
+    if parent is not None and not (changes.added or changes.removed or changes.changed or moved):
         raise Unchanged(parent, stats)
 
     version = (latest or 0) + 1
@@ -128,8 +128,9 @@ def prepare(
     return manifest
 
 
-def _changes(candidates: Candidates, kept: np.ndarray) -> Changes:
-    """Added, removed, changed and unchanged documents against the parent, by id and hash."""
+def _changes(candidates: Candidates, kept: np.ndarray, split: np.ndarray, moved: int) -> Changes:
+    """Added, removed, changed, unchanged and moved documents against the parent, by id,
+    hash and split."""
     final = candidates.meta.take(pa.array(kept))
     parent = candidates.parent
     at = pc.index_in(final.column("id"), value_set=parent.column("id"))
@@ -141,5 +142,9 @@ def _changes(candidates: Candidates, kept: np.ndarray) -> Changes:
         pc.sum(pc.invert(pc.is_in(parent.column("id"), value_set=final.column("id")))).as_py() or 0
     )
     return Changes(
-        added=added, removed=removed, changed=len(kept) - added - unchanged, unchanged=unchanged
+        added=added,
+        removed=removed,
+        changed=len(kept) - added - unchanged,
+        unchanged=unchanged,
+        moved=moved,
     )

@@ -78,7 +78,8 @@ document joins that document's split. Rows are shuffled with seed {manifest.shuf
   duplicates and {leak.cross_split_urls} URLs across splits; {leak.test_13gram_in_train:.2%} of
   test 13-grams occur in train.
 - **Changes since the parent**: {changes.added} added, {changes.removed} removed,
-  {changes.changed} changed, {changes.unchanged} unchanged.
+  {changes.changed} changed, {changes.unchanged} unchanged, {changes.moved} moved to the
+  split of a document they became a near duplicate of.
 
 ## Loading
 

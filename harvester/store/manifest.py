@@ -39,6 +39,9 @@ class Changes(_Model):
     removed: int = 0
     changed: int = 0
     unchanged: int = 0
+    moved: int = 0
+    """Published documents that changed split: they became near duplicates of a document
+    published earlier in another split, and joined its split (`docs/dataset-policy.md`)."""
 
 
 class Leakage(_Model):
