@@ -55,8 +55,8 @@ def prepare(
     ranks = cluster.rank(candidates)
     found = cluster.cluster(store, candidates, ranks, dedup.threshold, dedup.ngram)
     n = len(candidates)
-    keep = found.removable(candidates) if dedup.action == "remove" else np.zeros(n, bool)
-    kept = np.flatnonzero(~keep)
+    removed = found.removable(candidates) if dedup.action == "remove" else np.zeros(n, bool)
+    kept = np.flatnonzero(~removed)
     stats["dedup/exact"] = found.exact_duplicates
     stats["dedup/near"] = found.near_duplicates
 
