@@ -22,7 +22,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from docs import ROOTS, sample_pages
-
 from harvester.cpu import CpuPool
 from harvester.pipeline.extract import extract, fallback
 from harvester.pipeline.process import Page, process_page

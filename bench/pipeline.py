@@ -28,6 +28,7 @@ sys.path.insert(0, str(HERE))
 
 import crawl  # noqa: E402
 from crawl import ensure_scrapy, start_site  # noqa: E402
+
 from docs import ensure_docs, sample_pages  # noqa: E402
 
 # Scrapy's own parse callback, extracting with trafilatura as a Scrapy user would.
