@@ -171,8 +171,9 @@ def run_build(root: Path) -> None:
     )
     print(
         f"  near duplicates {manifest.dedup.near_duplicates:,}, verified pairs "
-        f"{manifest.dedup.verified_pairs:,}, test 13-grams in train "
-        f"{manifest.leakage.test_13gram_in_train:.4f}"
+        f"{manifest.dedup.verified_pairs:,}; related pairs {manifest.leakage.related_pairs:,}; "
+        f"13-grams in train of test {manifest.leakage.test_13gram_in_train:.4f}, of "
+        f"validation {manifest.leakage.validation_13gram_in_train or 0:.4f}"
     )
     print(json.dumps({"seconds": took, "rss_mib": child}))
 

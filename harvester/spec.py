@@ -209,6 +209,9 @@ class Splits(_Section):
     validation: Annotated[float, Field(ge=0, le=1)] = 0.01
     test: Annotated[float, Field(ge=0, le=1)] = 0.01
     group_by: Literal["url", "domain", "cluster"] = "cluster"
+    overlap: Annotated[float, Field(gt=0, le=1)] | None = 0.05
+    """Decontamination (`docs/dataset-policy.md`): two documents sharing this share of the
+    smaller one's 13-grams are kept in one split, as near duplicates are; null turns it off."""
     salt: Short | None = None
     """Fixed at the dataset's first version; later specs cannot change it."""
 

@@ -83,6 +83,17 @@ def best_by(codes: IntArray, rank: IntArray) -> IntArray:
     return best[codes]
 
 
+def components(edges: IntArray, rank: IntArray) -> IntArray:
+    """Connected components of the graph of `edges` over `len(rank)` documents, each named
+    by its best-ranked member."""
+    n = len(rank)
+    graph = coo_matrix(
+        (np.ones(len(edges), np.int8), (edges[:, 0], edges[:, 1])), shape=(n, n)
+    ).tocsr()
+    _, component = connected_components(graph, directed=False)
+    return best_by(component.astype(np.int64), rank)
+
+
 def cluster(
     store: BlobStore, candidates: Candidates, rank: IntArray, threshold: float, ngram: int
 ) -> Clusters:
@@ -95,11 +106,7 @@ def cluster(
     verified = _verify(store, candidates, pairs, threshold, ngram)
     duplicates = np.flatnonzero(exact != np.arange(n))
     edges = np.concatenate([np.stack([duplicates, exact[duplicates]], axis=1), verified])
-    graph = coo_matrix(
-        (np.ones(len(edges), np.int8), (edges[:, 0], edges[:, 1])), shape=(n, n)
-    ).tocsr()
-    _, component = connected_components(graph, directed=False)
-    labels = best_by(component.astype(np.int64), rank)
+    labels = components(edges, rank)
     return Clusters(
         labels=labels,
         exact_duplicates=len(duplicates),

@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from harvester.build import assign, cluster, leakage, shards
+from harvester.build import assign, cluster, grams, leakage, shards
 from harvester.build.candidates import Candidates, gather
 from harvester.build.inputs import BuildInput
 from harvester.errors import BuildError, LeakageError
@@ -61,8 +61,14 @@ def prepare(
     stats["dedup/near"] = found.near_duplicates
 
     salt = parent.split_salt if parent else (spec.splits.salt or default_salt(dataset))
-    split, moved = assign.splits(candidates, found.labels, ranks, salt, spec.splits)
-    report = leakage.check(store, candidates, kept, split, found.verified)
+    kept_grams = grams.collect(store, candidates, kept)
+    overlap = spec.splits.overlap
+    related = grams.related(kept_grams, n, overlap) if overlap else np.empty((0, 2), np.int64)
+    stats["build/related_pairs"] = len(related)
+    groups = cluster.components(np.concatenate([found.edges, related]), ranks)
+    split, moved = assign.splits(candidates, groups, ranks, salt, spec.splits)
+    report = leakage.check(candidates, kept, split, found.verified, kept_grams)
+    del kept_grams
     if not report.clean:
         raise LeakageError(
             f"leakage across splits: {report.cross_split_near_duplicates} near duplicates, "
@@ -122,6 +128,8 @@ def prepare(
             cross_split_exact=report.cross_split_exact,
             cross_split_urls=report.cross_split_urls,
             test_13gram_in_train=report.test_13gram_in_train,
+            validation_13gram_in_train=report.validation_13gram_in_train,
+            related_pairs=len(related),
         ),
     )
     store.write_bytes(f"{prefix}/{CARD}", render_card(manifest).encode())

@@ -37,13 +37,14 @@ def word_hashes(text: str) -> npt.NDArray[np.uint64]:
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 
 
-def ngram_hashes(hashes: npt.NDArray[np.uint64], n: int) -> npt.NDArray[np.uint32]:
-    """32-bit hashes of every run of `n` consecutive words, computed with array arithmetic.
+def wide_ngram_hashes(hashes: npt.NDArray[np.uint64], n: int) -> npt.NDArray[np.uint64]:
+    """64-bit hashes of every run of `n` consecutive words, computed with array arithmetic:
+    wide enough that tens of millions of distinct n-grams do not collide by chance.
 
     A text shorter than `n` words is one shingle of all its words, so short documents still
     get a signature; an empty text gets none."""
     if len(hashes) == 0:
-        return np.empty(0, dtype=np.uint32)
+        return np.empty(0, dtype=np.uint64)
     n = min(n, len(hashes))
     count = len(hashes) - n + 1
     with np.errstate(over="ignore"):  # uint64 wrap-around is the intended arithmetic
@@ -52,4 +53,10 @@ def ngram_hashes(hashes: npt.NDArray[np.uint64], n: int) -> npt.NDArray[np.uint3
             acc = acc * _MIX + hashes[k : k + count]
         acc ^= acc >> np.uint64(29)
         acc *= _MIX
-    return (acc >> np.uint64(32)).astype(np.uint32)
+    return acc
+
+
+def ngram_hashes(hashes: npt.NDArray[np.uint64], n: int) -> npt.NDArray[np.uint32]:
+    """32-bit hashes of every run of `n` consecutive words (the high half of the wide ones):
+    enough for one document's shingle set."""
+    return (wide_ngram_hashes(hashes, n) >> np.uint64(32)).astype(np.uint32)

@@ -76,7 +76,8 @@ document joins that document's split. Rows are shuffled with seed {manifest.shuf
   duplicates {"removed" if dedup.action == "remove" else "marked"}.
 - **Leakage**: {leak.cross_split_near_duplicates} near duplicates, {leak.cross_split_exact} exact
   duplicates and {leak.cross_split_urls} URLs across splits; {leak.test_13gram_in_train:.2%} of
-  test 13-grams occur in train.
+  test and {leak.validation_13gram_in_train or 0:.2%} of validation 13-grams occur in train
+  ({leak.related_pairs} pairs of related documents kept in one split).
 - **Changes since the parent**: {changes.added} added, {changes.removed} removed,
   {changes.changed} changed, {changes.unchanged} unchanged, {changes.moved} moved to the
   split of a document they became a near duplicate of.

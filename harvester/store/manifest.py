@@ -51,6 +51,11 @@ class Leakage(_Model):
     cross_split_exact: int
     cross_split_urls: int
     test_13gram_in_train: float
+    """Share of the test split's 13-grams (hash-sampled) that occur in train."""
+    validation_13gram_in_train: float | None = None
+    """The same for validation; None in versions built before it was measured."""
+    related_pairs: int = 0
+    """Pairs of documents kept in one split for their 13-gram overlap (`splits.overlap`)."""
 
 
 class DedupReport(_Model):

@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 from datasketch import MinHash
 
-from harvester.build import cluster, leakage
+from harvester.build import cluster, grams, leakage
 from harvester.build.candidates import Candidates, gather
 from harvester.build.inputs import BuildInput
 from harvester.crawl.staging import STAGING_SCHEMA
@@ -135,7 +135,8 @@ def test_leakage_check_counts_what_crosses_splits(tmp_path: Path) -> None:
     kept = np.arange(3)
 
     def check(splits: list[str], c: Candidates = candidates) -> leakage.LeakageReport:
-        return leakage.check(store, c, kept, np.array(splits, object), found.verified)
+        held = grams.collect(store, c, kept[: len(c)])
+        return leakage.check(c, kept[: len(c)], np.array(splits, object), found.verified, held)
 
     crossing = check(["train", "test", "train"])
     assert crossing.cross_split_near_duplicates == 1 and not crossing.clean
@@ -168,5 +169,35 @@ def test_pairs_inside_a_huge_template_bucket_are_found_and_leakage_sees_them(
     assert found.near_duplicates == 30  # and no template sibling was merged
     split = np.array(["train"] * len(docs), object)
     split[[b for _, b in planted]] = "test"
-    report = leakage.check(store, candidates, np.arange(len(docs)), split, found.verified)
+    everyone = np.arange(len(docs))
+    held = grams.collect(store, candidates, everyone)
+    report = leakage.check(candidates, everyone, split, found.verified, held)
     assert report.cross_split_near_duplicates == 30
+
+
+def test_related_documents_are_paired_and_the_rate_follows_the_split(tmp_path: Path) -> None:
+    """Excerpts and loose rewrites (Jaccard far below the near-duplicate threshold) are
+    related; unrelated pages sharing only a stock phrase, or a gram held by more than
+    `MAX_HOLDERS` pages, are not."""
+    rng = random.Random(5)
+    vocab = _vocabulary(rng, 5000)
+    base = [rng.choice(vocab) for _ in range(600)]
+    excerpt = base[100:250] + [rng.choice(vocab) for _ in range(300)]
+    rewrite = _variant(base, 50, rng, vocab)
+    assert _jaccard(base, rewrite) < 0.5
+    phrase = [rng.choice(vocab) for _ in range(13)]
+    quoting = [[rng.choice(vocab) for _ in range(300)] + phrase for _ in range(2)]
+    boiler = [rng.choice(vocab) for _ in range(200)]
+    templated = [boiler + [rng.choice(vocab) for _ in range(300)] for _ in range(60)]
+    docs = [base, excerpt, rewrite, *quoting, *templated]
+    store, candidates = _candidates(tmp_path, [" ".join(d) for d in docs])
+    everyone = np.arange(len(docs))
+    held = grams.collect(store, candidates, everyone)
+    pairs = grams.related(held, len(docs), 0.05)
+    assert sorted(map(tuple, pairs.tolist())) == [(0, 1), (0, 2), (1, 2)]
+    split = np.array(["train"] * len(docs), object)
+    split[1] = "test"
+    assert grams.rate_in(held, split, "test", "train") > 0.3
+    split[[0, 2]] = "test"
+    assert grams.rate_in(held, split, "test", "train") == 0.0
+    assert grams.rate_in(held, split, "validation", "train") == 0.0
