@@ -36,11 +36,11 @@ import pyarrow.parquet as pq
 
 from harvester.build.inputs import BuildInput
 from harvester.build.process import build
-from harvester.crawl.staging import STAGING_SCHEMA
 from harvester.pipeline.document import document_id
 from harvester.pipeline.minhash import signatures
 from harvester.pipeline.text import content_hash
 from harvester.spec import parse_spec
+from harvester.staging import STAGING_SCHEMA
 from harvester.store.blob import BlobStore
 from harvester.store.snapshots import Snapshots, version_prefix
 

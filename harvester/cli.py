@@ -20,7 +20,6 @@ from harvester.catalog.models import Job
 from harvester.config import Settings
 from harvester.cpu import CpuPool
 from harvester.crawl.proxies import ProxyPool, load_proxies_file
-from harvester.crawl.staging import staging_prefix
 from harvester.demo_site import serve_demo_site
 from harvester.errors import ConfigurationError, NotFound, StorageError
 from harvester.jobs import FINISHED, JobState, create_job, find_resumable
@@ -28,6 +27,7 @@ from harvester.service.keys import create_key, list_keys, revoke_key
 from harvester.service.runner import run_roles
 from harvester.service.worker import Worker
 from harvester.spec import JobSpec, load_spec_file, parse_spec
+from harvester.staging import staging_prefix
 from harvester.stats import Stats
 from harvester.store.blob import BlobStore
 from harvester.store.snapshots import Snapshots, parse_ref, version_prefix

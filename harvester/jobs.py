@@ -30,9 +30,9 @@ from harvester.catalog.clock import db_now
 from harvester.catalog.leases import dataset_lease
 from harvester.catalog.models import FrontierEntry, Job, StagingPart
 from harvester.crawl.frontier import Admission, insert_urls, merge_counters
-from harvester.crawl.staging import staging_prefix
 from harvester.errors import BuildError, LeaseLost
 from harvester.spec import JobSpec
+from harvester.staging import staging_prefix
 from harvester.store.blob import BlobStore
 from harvester.store.manifest import Manifest
 from harvester.store.snapshots import Snapshots

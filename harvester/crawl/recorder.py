@@ -24,9 +24,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from harvester.crawl.fetcher import FetchResult
 from harvester.crawl.frontier import Batch, Fenced, commit, committed
 from harvester.crawl.outcome import Outcome
-from harvester.crawl.staging import write_part
 from harvester.errors import StorageError
 from harvester.pipeline.process import Processed
+from harvester.staging import write_part
 from harvester.store.blob import BlobStore
 
 logger = logging.getLogger(__name__)
@@ -146,9 +146,11 @@ class OutcomeRecorder:
         while buffer:
             try:
                 if buffer.staged and part is None:
-                    pages = [(s.result, s.depth, s.processed) for s in buffer.staged]
-                    path, size = await asyncio.to_thread(write_part, self._store, job_id, pages)
-                    part = (path, len(pages), size)
+                    rows = [
+                        staging_row(job_id, s.result, s.depth, s.processed) for s in buffer.staged
+                    ]
+                    path, size = await asyncio.to_thread(write_part, self._store, job_id, rows)
+                    part = (path, len(rows), size)
                     for s in buffer.staged:
                         s.outcome.staging_part = path
                 outcomes = buffer.outcomes + [s.outcome for s in buffer.staged]
@@ -191,3 +193,27 @@ class OutcomeRecorder:
             await asyncio.to_thread(self._store.delete, part[0])
         except StorageError:
             logger.warning("could not delete uncommitted part %s", part[0])
+
+
+def staging_row(
+    job_id: str, result: FetchResult, depth: int, processed: Processed
+) -> dict[str, object]:
+    """A fetched page (with its depth and the pipeline's verdict) as a staging row."""
+    row: dict[str, object] = {
+        "job_id": job_id,
+        "url": result.url,
+        "final_url": result.final_url,
+        "depth": depth,
+        "status": result.status,
+        "content_type": result.content_type,
+        "etag": result.etag,
+        "last_modified": result.last_modified,
+        "fetched_at": result.fetched_at,
+        "proxy": result.proxy,
+        "encoding": result.encoding,
+        "dropped": processed.dropped,
+    }
+    if processed.document is not None and processed.signature is not None:
+        row |= processed.document.row()
+        row["minhash"] = processed.signature.tolist()
+    return row

@@ -17,11 +17,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from harvester.catalog.models import Job, StagingPart
 from harvester.config import Settings
 from harvester.crawl.netguard import NetworkGuard
-from harvester.crawl.staging import staging_prefix
 from harvester.errors import LeakageError
 from harvester.jobs import build_snapshot
 from harvester.service.worker import Worker
 from harvester.spec import parse_spec
+from harvester.staging import staging_prefix
 from harvester.stats import Stats
 from harvester.store.blob import BlobStore
 from harvester.store.snapshots import Snapshots, version_prefix

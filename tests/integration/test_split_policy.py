@@ -14,12 +14,12 @@ import pytest
 
 from harvester.build.inputs import BuildInput
 from harvester.build.process import build
-from harvester.crawl.staging import STAGING_SCHEMA
 from harvester.pipeline.document import document_id
 from harvester.pipeline.minhash import signatures
 from harvester.pipeline.splits import assign, default_salt
 from harvester.pipeline.text import content_hash
 from harvester.spec import parse_spec
+from harvester.staging import STAGING_SCHEMA
 from harvester.store.blob import BlobStore
 from harvester.store.snapshots import Snapshots
 from tests.webtest import prose

@@ -13,11 +13,11 @@ from datasketch import MinHash
 from harvester.build import cluster, grams, leakage
 from harvester.build.candidates import Candidates, gather
 from harvester.build.inputs import BuildInput
-from harvester.crawl.staging import STAGING_SCHEMA
 from harvester.pipeline.minhash import signatures, signatures_of_shingles
 from harvester.pipeline.splits import assign
 from harvester.pipeline.text import ngram_hashes, word_hashes
 from harvester.spec import Splits, parse_spec
+from harvester.staging import STAGING_SCHEMA
 from harvester.store.blob import BlobStore
 
 SPEC = parse_spec({"dataset": "d", "seeds": ["http://e.com/"]})

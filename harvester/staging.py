@@ -1,21 +1,20 @@
-"""Staging parts: the hand-over from the crawl phase to the build phase.
+"""Staging parts: the hand-over from the crawl phase to the build phase, owned by neither.
 
 One row per fetched page: what the fetch returned (status, validators, encoding, the raw
 body's sha256 but not the body: PII is scrubbed before anything is written), the pipeline's
 verdict (`dropped` with the stage and reason, or the document's columns) and the MinHash
-signature, so the build never recomputes it.
+signature, so the build never recomputes it. The crawl writes parts (`write_part`); the build
+reads them by column name.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import pyarrow as pa
 
-from harvester.crawl.fetcher import FetchResult
 from harvester.pipeline.document import DOCUMENT_SCHEMA
-from harvester.pipeline.process import Processed
 from harvester.store.blob import BlobStore
 
 _FETCH_FIELDS = [
@@ -46,34 +45,10 @@ def staging_prefix(job_id: str) -> str:
     return f"staging/{job_id}"
 
 
-def _row(job_id: str, result: FetchResult, depth: int, processed: Processed) -> dict[str, object]:
-    row: dict[str, object] = {
-        "job_id": job_id,
-        "url": result.url,
-        "final_url": result.final_url,
-        "depth": depth,
-        "status": result.status,
-        "content_type": result.content_type,
-        "etag": result.etag,
-        "last_modified": result.last_modified,
-        "fetched_at": result.fetched_at,
-        "proxy": result.proxy,
-        "encoding": result.encoding,
-        "dropped": processed.dropped,
-    }
-    if processed.document is not None and processed.signature is not None:
-        row |= processed.document.row()
-        row["minhash"] = processed.signature.tolist()
-    return row
-
-
 def write_part(
-    store: BlobStore, job_id: str, pages: Sequence[tuple[FetchResult, int, Processed]]
+    store: BlobStore, job_id: str, rows: Sequence[Mapping[str, object]]
 ) -> tuple[str, int]:
-    """Write fetched pages (with depth and verdict) as one part; returns (path, bytes)."""
-    table = pa.Table.from_pylist(
-        [_row(job_id, result, depth, processed) for result, depth, processed in pages],
-        schema=STAGING_SCHEMA,
-    )
+    """Write rows of `STAGING_SCHEMA` as one part; returns (path, bytes)."""
+    table = pa.Table.from_pylist(list(rows), schema=STAGING_SCHEMA)
     path = f"{staging_prefix(job_id)}/part-{uuid.uuid4().hex}.parquet"
     return path, store.write_parquet(path, table)
