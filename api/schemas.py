@@ -251,6 +251,7 @@ class ErrorOut(BaseModel):
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorOut, "description": description}
     for status, description in {
+        400: "The body is not JSON (or not UTF-8)",
         401: "Missing or invalid API key",
         403: "The key lacks the scope",
         404: "Not found",

@@ -23,6 +23,7 @@ from harvester.store.snapshots import SIGNATURES, version_prefix
 ROW_OVERHEAD = 512
 """Bytes a row takes beyond its text and markdown (the other columns), for shard sizing."""
 _BATCH = 8192
+_BATCH_BYTES = 16 * 2**20
 
 
 @dataclass
@@ -49,24 +50,28 @@ class Candidates:
 
 
 def batches(store: BlobStore, path: str, columns: Sequence[str]) -> Iterator[pa.RecordBatch]:
-    """A stored Parquet file's `columns`, batch by batch (never the whole file at once)."""
+    """A stored Parquet file's `columns`, batch by batch: never the whole file, and at most
+    about `_BATCH_BYTES` of rows at once, however long its texts."""
     with store.open_random(path) as handle:
-        yield from pq.ParquetFile(handle).iter_batches(batch_size=_BATCH, columns=list(columns))
+        file = pq.ParquetFile(handle)
+        meta = file.metadata
+        size = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+        rows = max(1, min(_BATCH, _BATCH_BYTES * meta.num_rows // max(1, size)))
+        yield from file.iter_batches(batch_size=rows, columns=list(columns))
 
 
-def read_rows(
-    store: BlobStore, path: str, rows: npt.NDArray[np.int64], columns: Sequence[str]
-) -> pa.Table:
-    """`columns` of the given rows (ascending) of one file."""
-    parts: list[pa.Table] = []
+def taken(
+    store: BlobStore, path: str, wanted: npt.NDArray[np.int64], columns: Sequence[str]
+) -> Iterator[tuple[slice, pa.RecordBatch]]:
+    """`columns` of the `wanted` rows (ascending) of one file, batch by batch: each slice of
+    `wanted` with its rows."""
     start = 0
     for batch in batches(store, path, columns):
         end = start + batch.num_rows
-        lo, hi = np.searchsorted(rows, [start, end])
+        lo, hi = np.searchsorted(wanted, [start, end])
         if hi > lo:
-            parts.append(pa.Table.from_batches([batch]).take(pa.array(rows[lo:hi] - start)))
+            yield slice(int(lo), int(hi)), batch.take(pa.array(wanted[lo:hi] - start))
         start = end
-    return pa.concat_tables(parts)
 
 
 def _scan(store: BlobStore, paths: list[str], columns: list[str], first: int) -> pa.Table:
@@ -113,15 +118,9 @@ def _fill(
     for source in np.unique(sources):
         at = np.flatnonzero(sources == source)
         at = at[np.argsort(rows[at], kind="stable")]
-        wanted, start = rows[at], 0
-        for batch in batches(store, files[source], [column]):
-            end = start + batch.num_rows
-            lo, hi = np.searchsorted(wanted, [start, end])
-            if hi > lo:
-                # Only the wanted rows: a dropped page's row has no signature at all.
-                taken = batch.column(column).take(pa.array(wanted[lo:hi] - start))
-                out[at[lo:hi]] = _matrix(taken, num_perm)
-            start = end
+        # Only the wanted rows: a dropped page's row has no signature at all.
+        for part, batch in taken(store, files[source], rows[at], [column]):
+            out[at[part]] = _matrix(batch.column(column), num_perm)
 
 
 def _latest_per_url(table: pa.Table) -> pa.Table:
@@ -222,18 +221,21 @@ def _parent_signatures(
     rows = carried.column("row").to_numpy()
     for source in np.unique(sources):
         at = np.flatnonzero(sources == source)
-        texts = read_rows(store, files[source], rows[at], ["text"]).column("text")
-        out[at] = signatures(texts.to_pylist(), dedup.num_perm, dedup.ngram)
+        at = at[np.argsort(rows[at], kind="stable")]
+        for part, batch in taken(store, files[source], rows[at], ["text"]):
+            texts = batch.column("text").to_pylist()
+            out[at[part]] = signatures(texts, dedup.num_perm, dedup.ngram)
 
 
 def texts(
     store: BlobStore, candidates: Candidates, positions: npt.NDArray[np.int64]
 ) -> Iterator[tuple[int, str]]:
-    """(position, text) of the given candidates, read file by file, one file at a time."""
+    """(position, text) of the given candidates, read file by file and batch by batch."""
     sources = candidates.meta.column("source").to_numpy()[positions]
     rows = candidates.meta.column("row").to_numpy()[positions]
     for source in np.unique(sources):
         at = np.flatnonzero(sources == source)
         order = at[np.argsort(rows[at], kind="stable")]
-        column = read_rows(store, candidates.files[source], rows[order], ["text"]).column("text")
-        yield from zip(positions[order].tolist(), column.to_pylist(), strict=True)
+        for part, batch in taken(store, candidates.files[source], rows[order], ["text"]):
+            column = batch.column("text").to_pylist()
+            yield from zip(positions[order[part]].tolist(), column, strict=True)

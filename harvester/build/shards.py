@@ -5,6 +5,7 @@ then sorted by position and written; the signature index is written in chunks.""
 from __future__ import annotations
 
 import math
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ SNAPSHOT_SCHEMA = pa.schema(
 )
 INDEX_SCHEMA = pa.schema([("id", pa.string()), ("minhash", pa.list_(pa.uint32()))])
 _INDEX_CHUNK = 65_536
+_BUCKET_BATCH_BYTES = 16 * 2**20
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,7 @@ def write_shards(
     rows = candidates.meta.column("row").to_numpy()
     sizes = candidates.meta.column("size").to_numpy()
     with tempfile.TemporaryDirectory(prefix="harvester-build-") as scratch:
-        writers: dict[int, pq.ParquetWriter] = {}
+        pieces = 0
         routed = SNAPSHOT_SCHEMA.append(pa.field("_position", pa.int64()))
         for source, path in enumerate(candidates.files):
             mine = np.flatnonzero((sources == source) & (plan.shard >= 0))
@@ -113,24 +115,22 @@ def write_shards(
                         table = table.append_column(name, values.take(pa.array(at)))
                     table = table.append_column("_position", pa.array(plan.position[at]))
                     table = table.cast(routed)
+                    # One file per piece: an open writer per shard would keep its
+                    # encoders' buffers (tens of MB each) for the whole pass.
                     for number in np.unique(plan.shard[at]).tolist():
-                        if number not in writers:
-                            writers[number] = pq.ParquetWriter(
-                                Path(scratch) / f"{number}.parquet", routed
-                            )
-                        writers[number].write_table(
-                            table.filter(pa.array(plan.shard[at] == number))
-                        )
+                        bucket = Path(scratch) / str(number)
+                        bucket.mkdir(exist_ok=True)
+                        piece = table.filter(pa.array(plan.shard[at] == number))
+                        pq.write_table(piece, bucket / f"{pieces:08d}.parquet", compression="none")
+                        pieces += 1
                 start = end
-        for writer in writers.values():
-            writer.close()
         entries = []
         for number, name in enumerate(plan.names):
             members = plan.shard == number
-            bucket = Path(scratch) / f"{number}.parquet"
+            bucket = Path(scratch) / str(number)
             final = Path(scratch) / "shard.parquet"
             _sort_bucket(bucket, final, int(members.sum()), int(sizes[members].sum()), spec)
-            bucket.unlink()
+            shutil.rmtree(bucket)
             store.upload(final, f"{prefix}/{name}")
             entries.append(_entry(store, prefix, name, plan.splits[number], int(members.sum())))
         return entries
@@ -141,12 +141,17 @@ def _sort_bucket(bucket: Path, final: Path, rows: int, size: int, spec: Shards) 
     one pass over the bucket per range of positions."""
     avg_row = max(1, size // max(1, rows))
     row_group = max(1, spec.row_group_bytes // avg_row)
-    source = pq.ParquetFile(bucket)
+    batch_rows = max(1, _BUCKET_BATCH_BYTES // avg_row)
+    pieces = sorted(bucket.iterdir()) if bucket.exists() else []
     with pq.ParquetWriter(final, SNAPSHOT_SCHEMA, compression="zstd") as writer:
         for low in range(0, rows, row_group):
             high = low + row_group
             parts = []
-            for batch in source.iter_batches():
+            for batch in (
+                batch
+                for piece in pieces
+                for batch in pq.ParquetFile(piece).iter_batches(batch_size=batch_rows)
+            ):
                 position = batch.column("_position")
                 inside = pc.and_(pc.greater_equal(position, low), pc.less(position, high))
                 parts.append(pa.Table.from_batches([batch]).filter(inside))
