@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import SecretStr
+from typing import Literal
+
+from pydantic import SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -32,7 +34,13 @@ class Settings(BaseSettings):
     more fails (`failed pipeline/MemoryError`) instead of the OOM killer picking a process."""
     build_memory_mb: int | None = None
     """How much memory a build process may take beyond its start-up size (unset: no limit).
-    A build holds about 0.8 KB per document plus the texts of one file at a time."""
+    A build holds about 1.6 KB per document (signature, ids, sampled 13-grams) plus about
+    16 MB of texts at a time."""
+    build_executor: Literal["local", "ray"] = "local"
+    """Where a build's per-file steps (reading texts, verifying pairs, writing shards) run:
+    in the build process, or as tasks on the Ray cluster at `ray_address`."""
+    ray_address: str | None = None
+    """The Ray cluster's address (`host:port` of its head) when `build_executor` is `ray`."""
     build_retry_s: float = 300.0
     """How long a build waits out a catalog or object-store outage (retrying with back-off)
     before its job fails with the error."""
@@ -46,3 +54,9 @@ class Settings(BaseSettings):
     """Local address outgoing crawl connections bind to (a machine with several addresses)."""
     log_format: str = "json"
     """`json` (one object a line, with job id and URL) or `text`."""
+
+    @model_validator(mode="after")
+    def _ray_has_an_address(self) -> Settings:
+        if self.build_executor == "ray" and not self.ray_address:
+            raise ValueError("HARVESTER_BUILD_EXECUTOR=ray needs HARVESTER_RAY_ADDRESS")
+        return self

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
 
 from harvester.build import process as build_process
+from harvester.build.executor import LOCAL, Executor
 from harvester.build.inputs import BuildInput
 from harvester.build.version import Unchanged
 from harvester.catalog.clock import db_now
@@ -286,10 +287,12 @@ def build(
     worker: str,
     token: int,
     memory_mb: int | None = None,
+    executor: Executor = LOCAL,
 ) -> Manifest | None:
     """Build and commit the job's snapshot as its claimed builder, in a process of its own
-    (`memory_mb`: its allowance); the job ends `succeeded` (with a new version, or with
-    the latest one when the job changed no document), `failed` with why, or `cancelled`.
+    (`memory_mb`: its allowance; its per-file steps on `executor`); the job ends `succeeded`
+    (with a new version, or with the latest one when the job changed no document), `failed`
+    with why, or `cancelled`.
     Returns None when the claim was lost on the way."""
     with sessions() as session:
         saved = Counter((session.get(Job, job_id) or Job()).stats or {})
@@ -335,7 +338,11 @@ def build(
 
                 try:
                     manifest = build_process.build(
-                        store, build_input(sessions, job_id, spec), fenced, memory_mb=memory_mb
+                        store,
+                        build_input(sessions, job_id, spec),
+                        fenced,
+                        memory_mb=memory_mb,
+                        executor=executor,
                     )
                 except Unchanged as same:
                     manifest, built = same.manifest, same.stats

@@ -227,15 +227,31 @@ def _parent_signatures(
             out[at[part]] = signatures(texts, dedup.num_perm, dedup.ngram)
 
 
-def texts(
-    store: BlobStore, candidates: Candidates, positions: npt.NDArray[np.int64]
-) -> Iterator[tuple[int, str]]:
-    """(position, text) of the given candidates, read file by file and batch by batch."""
+@dataclass(frozen=True)
+class FileRows:
+    """Some rows of one input file, ascending, and the candidate positions they hold: what a
+    per-file step reads."""
+
+    source: int
+    path: str
+    rows: npt.NDArray[np.int64]
+    positions: npt.NDArray[np.int64]
+
+
+def by_file(candidates: Candidates, positions: npt.NDArray[np.int64]) -> list[FileRows]:
+    """The given candidates grouped by the file that holds them, in file order."""
     sources = candidates.meta.column("source").to_numpy()[positions]
     rows = candidates.meta.column("row").to_numpy()[positions]
-    for source in np.unique(sources):
+    out = []
+    for source in np.unique(sources).tolist():
         at = np.flatnonzero(sources == source)
         order = at[np.argsort(rows[at], kind="stable")]
-        for part, batch in taken(store, candidates.files[source], rows[order], ["text"]):
-            column = batch.column("text").to_pylist()
-            yield from zip(positions[order[part]].tolist(), column, strict=True)
+        out.append(FileRows(source, candidates.files[source], rows[order], positions[order]))
+    return out
+
+
+def file_texts(store: BlobStore, part: FileRows) -> Iterator[tuple[int, str]]:
+    """(position, text) of one file's rows, batch by batch."""
+    for piece, batch in taken(store, part.path, part.rows, ["text"]):
+        column = batch.column("text").to_pylist()
+        yield from zip(part.positions[piece].tolist(), column, strict=True)

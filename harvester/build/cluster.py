@@ -5,6 +5,7 @@ clusters as connected components. Every step is vectorised; no Python loop over 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import chain
 
 import numpy as np
 import numpy.typing as npt
@@ -12,7 +13,8 @@ import pyarrow.compute as pc
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from harvester.build.candidates import Candidates, texts
+from harvester.build.candidates import Candidates, FileRows, by_file, file_texts
+from harvester.build.executor import Executor
 from harvester.pipeline.dedup import candidate_pairs, jaccard
 from harvester.pipeline.text import ngram_hashes, word_hashes
 from harvester.store.blob import BlobStore
@@ -95,7 +97,12 @@ def components(edges: IntArray, rank: IntArray) -> IntArray:
 
 
 def cluster(
-    store: BlobStore, candidates: Candidates, rank: IntArray, threshold: float, ngram: int
+    store: BlobStore,
+    candidates: Candidates,
+    rank: IntArray,
+    threshold: float,
+    ngram: int,
+    executor: Executor,
 ) -> Clusters:
     """Exact duplicates by content hash, then near duplicates among the exact survivors."""
     n = len(candidates)
@@ -103,7 +110,7 @@ def cluster(
     exact = best_by(hashes.indices.to_numpy().astype(np.int64), rank)
     survivors = np.flatnonzero(exact == np.arange(n))
     pairs = survivors[candidate_pairs(candidates.sigs[survivors], threshold)]
-    verified = _verify(store, candidates, pairs, threshold, ngram)
+    verified = _verify(store, candidates, pairs, threshold, ngram, executor)
     duplicates = np.flatnonzero(exact != np.arange(n))
     edges = np.concatenate([np.stack([duplicates, exact[duplicates]], axis=1), verified])
     labels = components(edges, rank)
@@ -116,17 +123,31 @@ def cluster(
     )
 
 
+def _file_shingles(
+    task: tuple[BlobStore, FileRows, int],
+) -> list[tuple[int, npt.NDArray[np.uint32]]]:
+    """One file's step: the shingle set of each of its rows."""
+    store, part, ngram = task
+    return [
+        (position, np.unique(ngram_hashes(word_hashes(text or ""), ngram)))
+        for position, text in file_texts(store, part)
+    ]
+
+
 def _verify(
-    store: BlobStore, candidates: Candidates, pairs: IntArray, threshold: float, ngram: int
+    store: BlobStore,
+    candidates: Candidates,
+    pairs: IntArray,
+    threshold: float,
+    ngram: int,
+    executor: Executor,
 ) -> IntArray:
     """The pairs whose true Jaccard of shingle sets reaches `threshold`: each document's
     text is read once, from its file, and kept only as its set of shingle hashes."""
     if len(pairs) == 0:
         return np.empty((0, 2), np.int64)
-    shingles = {
-        position: np.unique(ngram_hashes(word_hashes(text or ""), ngram))
-        for position, text in texts(store, candidates, np.unique(pairs))
-    }
+    tasks = [(store, part, ngram) for part in by_file(candidates, np.unique(pairs))]
+    shingles = dict(chain.from_iterable(executor.map(_file_shingles, tasks)))
     exact = np.fromiter(
         (jaccard(shingles[a], shingles[b]) for a, b in pairs.tolist()), np.float64, len(pairs)
     )

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from harvester.build.candidates import Candidates, texts
+from harvester.build.candidates import Candidates, FileRows, by_file, file_texts
+from harvester.build.executor import Executor
 from harvester.pipeline.text import wide_ngram_hashes, word_hashes
 from harvester.store.blob import BlobStore
 
@@ -42,17 +43,28 @@ def sampled(text: str | None) -> npt.NDArray[np.uint64]:
     return kept
 
 
-def collect(store: BlobStore, candidates: Candidates, positions: IntArray) -> Grams:
-    """The sampled grams of the given candidates, texts streamed file by file."""
-    values: list[npt.NDArray[np.uint64]] = []
-    owners: list[npt.NDArray[np.int32]] = []
-    for position, text in texts(store, candidates, positions):
+def _file_grams(task: tuple[BlobStore, FileRows]) -> Grams:
+    """One file's step: the sampled grams of its rows."""
+    store, part = task
+    values: list[npt.NDArray[np.uint64]] = [np.empty(0, np.uint64)]
+    owners: list[npt.NDArray[np.int32]] = [np.empty(0, np.int32)]
+    for position, text in file_texts(store, part):
         grams = sampled(text)
         values.append(grams)
         owners.append(np.full(len(grams), position, np.int32))
-    if not values:
-        return Grams(np.empty(0, np.uint64), np.empty(0, np.int32))
     return Grams(np.concatenate(values), np.concatenate(owners))
+
+
+def collect(
+    store: BlobStore, candidates: Candidates, positions: IntArray, executor: Executor
+) -> Grams:
+    """The sampled grams of the given candidates, one step per file."""
+    tasks = [(store, part) for part in by_file(candidates, positions)]
+    found = executor.map(_file_grams, tasks)
+    return Grams(
+        np.concatenate([np.empty(0, np.uint64), *(g.values for g in found)]),
+        np.concatenate([np.empty(0, np.int32), *(g.owner for g in found)]),
+    )
 
 
 def related(grams: Grams, n: int, overlap: float) -> IntArray:

@@ -16,6 +16,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from harvester.build.executor import LOCAL, Executor
 from harvester.build.inputs import BuildInput
 from harvester.build.version import Unchanged, prepare
 from harvester.cpu import address_space, exit_with_parent
@@ -36,6 +37,7 @@ def build(
     *,
     memory_mb: int | None = None,
     now: datetime | None = None,
+    executor: Executor = LOCAL,
 ) -> Manifest:
     """Build and commit the next version of the job's dataset in a child process.
 
@@ -47,7 +49,7 @@ def build(
     here, there = context.Pipe()
     child = context.Process(
         target=_child,
-        args=(there, os.getpid(), store, job, memory_mb, now),
+        args=(there, os.getpid(), store, job, memory_mb, now, executor),
         name="harvester-build",
     )
     child.start()
@@ -99,6 +101,7 @@ def _child(
     job: BuildInput,
     memory_mb: int | None,
     now: datetime | None,
+    executor: Executor,
 ) -> None:
     # An orphan must not go on writing files a later build of the same version writes too.
     exit_with_parent(parent)
@@ -117,7 +120,7 @@ def _child(
             raise BuildError("stopped by the caller")
 
     try:
-        link.send(("done", prepare(store, job, fence, now)))
+        link.send(("done", prepare(store, job, fence, now, executor)))
     except BaseException as exc:  # the caller re-raises it; anything unpicklable as a BuildError
         if not isinstance(exc, BuildError | Unchanged):
             logger.exception("build failed")  # the traceback stays here, in this process

@@ -1,11 +1,11 @@
 """Writing a version's files without holding its rows: each split is shuffled by position,
-rows are routed file by file into one bucket per shard on local disk, and each shard is
-then sorted by position and written; the signature index is written in chunks."""
+rows are routed file by file into one bucket per shard (pieces in the store, so that steps
+on other machines can write and read them), and each shard is then sorted by position and
+written; the signature index is written in chunks."""
 
 from __future__ import annotations
 
 import math
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +16,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from harvester.build.candidates import Candidates, batches
+from harvester.build.candidates import Candidates, FileRows, batches, by_file, taken
+from harvester.build.executor import Executor
 from harvester.pipeline.document import DOCUMENT_SCHEMA
 from harvester.pipeline.splits import SPLITS
 from harvester.spec import Shards
@@ -34,7 +35,9 @@ SNAPSHOT_SCHEMA = pa.schema(
 )
 INDEX_SCHEMA = pa.schema([("id", pa.string()), ("minhash", pa.list_(pa.uint32()))])
 _INDEX_CHUNK = 65_536
-_BUCKET_BATCH_BYTES = 16 * 2**20
+_BUCKETS = "_buckets"
+"""Under the version's directory while its shards are written; gone before the commit."""
+_ROUTED = SNAPSHOT_SCHEMA.append(pa.field("_position", pa.int64()))
 
 
 @dataclass(frozen=True)
@@ -90,73 +93,79 @@ def write_shards(
     plan: Layout,
     extra: dict[str, pa.Array],
     spec: Shards,
+    executor: Executor,
 ) -> list[FileEntry]:
     """Write every shard; `extra` holds the added columns (cluster_id, cluster_size, split)
-    by candidate position."""
-    sources = candidates.meta.column("source").to_numpy()
-    rows = candidates.meta.column("row").to_numpy()
+    by candidate position. Two rounds of steps: each input file's rows are routed into
+    pieces of their shard's bucket (in the store, under the version), then each shard is
+    sorted from its bucket and uploaded."""
+    buckets = f"{prefix}/{_BUCKETS}"
+    routes = []
+    for part in by_file(candidates, np.flatnonzero(plan.shard >= 0)):
+        at = pa.array(part.positions)
+        columns = {name: values.take(at) for name, values in extra.items()}
+        columns["_position"] = pa.array(plan.position[part.positions])
+        columns["_shard"] = pa.array(plan.shard[part.positions])
+        routes.append((store, part, pa.table(columns), buckets))
+    executor.map(_route, routes)
     sizes = candidates.meta.column("size").to_numpy()
-    with tempfile.TemporaryDirectory(prefix="harvester-build-") as scratch:
-        pieces = 0
-        routed = SNAPSHOT_SCHEMA.append(pa.field("_position", pa.int64()))
-        for source, path in enumerate(candidates.files):
-            mine = np.flatnonzero((sources == source) & (plan.shard >= 0))
-            if len(mine) == 0:
-                continue
-            mine = mine[np.argsort(rows[mine], kind="stable")]
-            start = 0
-            for batch in batches(store, path, DOCUMENT_SCHEMA.names):
-                end = start + batch.num_rows
-                lo, hi = np.searchsorted(rows[mine], [start, end])
-                at = mine[lo:hi]
-                if len(at):
-                    table = pa.Table.from_batches([batch]).take(pa.array(rows[at] - start))
-                    for name, values in extra.items():
-                        table = table.append_column(name, values.take(pa.array(at)))
-                    table = table.append_column("_position", pa.array(plan.position[at]))
-                    table = table.cast(routed)
-                    # One file per piece: an open writer per shard would keep its
-                    # encoders' buffers (tens of MB each) for the whole pass.
-                    for number in np.unique(plan.shard[at]).tolist():
-                        bucket = Path(scratch) / str(number)
-                        bucket.mkdir(exist_ok=True)
-                        piece = table.filter(pa.array(plan.shard[at] == number))
-                        pq.write_table(piece, bucket / f"{pieces:08d}.parquet", compression="none")
-                        pieces += 1
-                start = end
-        entries = []
-        for number, name in enumerate(plan.names):
-            members = plan.shard == number
-            bucket = Path(scratch) / str(number)
-            final = Path(scratch) / "shard.parquet"
-            _sort_bucket(bucket, final, int(members.sum()), int(sizes[members].sum()), spec)
-            shutil.rmtree(bucket)
-            store.upload(final, f"{prefix}/{name}")
-            entries.append(_entry(store, prefix, name, plan.splits[number], int(members.sum())))
-        return entries
+    finishing = []
+    for number, name in enumerate(plan.names):
+        members = plan.shard == number
+        shard = _Shard(name, plan.splits[number], int(members.sum()), int(sizes[members].sum()))
+        finishing.append((store, prefix, f"{buckets}/{number}", shard, spec))
+    entries = executor.map(_finish, finishing)
+    store.delete_dir(buckets)
+    return entries
 
 
-def _sort_bucket(bucket: Path, final: Path, rows: int, size: int, spec: Shards) -> None:
-    """Write a shard's rows in position order, holding about one row group of them at a time:
-    one pass over the bucket per range of positions."""
-    avg_row = max(1, size // max(1, rows))
+@dataclass(frozen=True)
+class _Shard:
+    name: str
+    split: str
+    rows: int
+    size: int
+
+
+def _route(task: tuple[BlobStore, FileRows, pa.Table, str]) -> None:
+    """One input file's step: its rows, with their added columns, as one piece per shard
+    and batch. Piece names are fixed by file and batch, so a rerun overwrites its own."""
+    store, part, columns, buckets = task
+    for number, (piece, batch) in enumerate(
+        taken(store, part.path, part.rows, DOCUMENT_SCHEMA.names)
+    ):
+        table = pa.Table.from_batches([batch])
+        for name in columns.column_names:
+            table = table.append_column(name, columns.column(name)[piece])
+        shard = table.column("_shard").to_numpy()
+        table = table.drop_columns(["_shard"]).cast(_ROUTED)
+        for target in np.unique(shard).tolist():
+            piece_path = f"{buckets}/{target}/{part.source:06d}-{number:06d}.parquet"
+            store.write_parquet(piece_path, table.filter(pa.array(shard == target)))
+
+
+def _finish(task: tuple[BlobStore, str, str, _Shard, Shards]) -> FileEntry:
+    """One shard's step: its rows in position order, holding about one row group of them at
+    a time (one pass over the bucket per range of positions), uploaded."""
+    store, prefix, bucket, shard, spec = task
+    avg_row = max(1, shard.size // max(1, shard.rows))
     row_group = max(1, spec.row_group_bytes // avg_row)
-    batch_rows = max(1, _BUCKET_BATCH_BYTES // avg_row)
-    pieces = sorted(bucket.iterdir()) if bucket.exists() else []
-    with pq.ParquetWriter(final, SNAPSHOT_SCHEMA, compression="zstd") as writer:
-        for low in range(0, rows, row_group):
-            high = low + row_group
-            parts = []
-            for batch in (
-                batch
-                for piece in pieces
-                for batch in pq.ParquetFile(piece).iter_batches(batch_size=batch_rows)
-            ):
-                position = batch.column("_position")
-                inside = pc.and_(pc.greater_equal(position, low), pc.less(position, high))
-                parts.append(pa.Table.from_batches([batch]).filter(inside))
-            chunk = pa.concat_tables(parts).sort_by("_position").drop_columns(["_position"])
-            writer.write_table(chunk.cast(SNAPSHOT_SCHEMA), row_group_size=row_group)
+    pieces = store.list(bucket)
+    with tempfile.TemporaryDirectory(prefix="harvester-shard-") as scratch:
+        final = Path(scratch) / "shard.parquet"
+        with pq.ParquetWriter(final, SNAPSHOT_SCHEMA, compression="zstd") as writer:
+            for low in range(0, shard.rows, row_group):
+                high = low + row_group
+                parts = []
+                for piece in pieces:
+                    for batch in batches(store, piece, _ROUTED.names):
+                        position = batch.column("_position")
+                        inside = pc.and_(pc.greater_equal(position, low), pc.less(position, high))
+                        parts.append(pa.Table.from_batches([batch]).filter(inside))
+                chunk = pa.concat_tables(parts).sort_by("_position").drop_columns(["_position"])
+                writer.write_table(chunk.cast(SNAPSHOT_SCHEMA), row_group_size=row_group)
+        store.upload(final, f"{prefix}/{shard.name}")
+    return _entry(store, prefix, shard.name, shard.split, shard.rows)
 
 
 def write_index(

@@ -13,6 +13,7 @@ import pyarrow.compute as pc
 
 from harvester.build import assign, cluster, grams, leakage, shards
 from harvester.build.candidates import Candidates, gather
+from harvester.build.executor import LOCAL, Executor
 from harvester.build.inputs import BuildInput
 from harvester.errors import BuildError, LeakageError
 from harvester.pipeline.minhash import lsh_bands
@@ -37,7 +38,11 @@ class Unchanged(Exception):
 
 
 def prepare(
-    store: BlobStore, job: BuildInput, fence: Callable[[], None], now: datetime | None = None
+    store: BlobStore,
+    job: BuildInput,
+    fence: Callable[[], None],
+    now: datetime | None = None,
+    executor: Executor = LOCAL,
 ) -> Manifest:
     """Write the next version of the job's dataset but its manifest, which is returned.
 
@@ -53,7 +58,7 @@ def prepare(
     stats = dict(job.stats)
 
     ranks = cluster.rank(candidates)
-    found = cluster.cluster(store, candidates, ranks, dedup.threshold, dedup.ngram)
+    found = cluster.cluster(store, candidates, ranks, dedup.threshold, dedup.ngram, executor)
     n = len(candidates)
     removed = found.removable(candidates) if dedup.action == "remove" else np.zeros(n, bool)
     kept = np.flatnonzero(~removed)
@@ -61,7 +66,7 @@ def prepare(
     stats["dedup/near"] = found.near_duplicates
 
     salt = parent.split_salt if parent else (spec.splits.salt or default_salt(dataset))
-    kept_grams = grams.collect(store, candidates, kept)
+    kept_grams = grams.collect(store, candidates, kept, executor)
     overlap = spec.splits.overlap
     related = grams.related(kept_grams, n, overlap) if overlap else np.empty((0, 2), np.int64)
     stats["build/related_pairs"] = len(related)
@@ -94,7 +99,7 @@ def prepare(
         "cluster_size": pa.array(found.sizes, pa.int32()),
         "split": pa.array(split.tolist(), pa.string()),
     }
-    files = shards.write_shards(store, prefix, candidates, plan, extra, spec.shards)
+    files = shards.write_shards(store, prefix, candidates, plan, extra, spec.shards, executor)
     files.append(shards.write_index(store, prefix, ids.take(pa.array(kept)), candidates.sigs[kept]))
     bands, rows = lsh_bands(dedup.threshold, dedup.num_perm)
     manifest = Manifest(

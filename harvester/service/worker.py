@@ -30,6 +30,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from harvester import jobs
+from harvester.build.executor import executor as build_executor
 from harvester.catalog.leases import HeldHost, HostLeases
 from harvester.catalog.models import Job
 from harvester.config import Settings
@@ -393,6 +394,7 @@ class Worker:
                     self.name,
                     token,
                     self._settings.build_memory_mb,
+                    build_executor(self._settings.build_executor, self._settings.ray_address),
                 )
                 self._next_sweep = 0.0  # a finished job: its staging may be due now
                 return

@@ -12,6 +12,7 @@ from datasketch import MinHash
 
 from harvester.build import cluster, grams, leakage
 from harvester.build.candidates import Candidates, gather
+from harvester.build.executor import LOCAL
 from harvester.build.inputs import BuildInput
 from harvester.pipeline.minhash import signatures, signatures_of_shingles
 from harvester.pipeline.splits import assign
@@ -100,7 +101,7 @@ def test_near_duplicate_families_cluster_and_strangers_do_not(tmp_path: Path) ->
         family_of.append(-1 - family)
     store, candidates = _candidates(tmp_path, [" ".join(t) for t in texts])
     rank = np.arange(len(texts), dtype=np.int64)
-    labels = cluster.cluster(store, candidates, rank, 0.8, 5).labels
+    labels = cluster.cluster(store, candidates, rank, 0.8, 5, LOCAL).labels
     for i, j in zip(range(len(texts)), labels.tolist(), strict=True):
         assert family_of[i] == family_of[j], "a near-duplicate cluster mixed families"
     members = [i for i, f in enumerate(family_of) if f >= 0]
@@ -131,11 +132,11 @@ def test_leakage_check_counts_what_crosses_splits(tmp_path: Path) -> None:
     other = [rng.choice(vocab) for _ in range(300)]
     texts = [" ".join(base), " ".join(_variant(base, 1, rng, vocab)), " ".join(other)]
     store, candidates = _candidates(tmp_path, texts)
-    found = cluster.cluster(store, candidates, np.arange(3), 0.8, 5)
+    found = cluster.cluster(store, candidates, np.arange(3), 0.8, 5, LOCAL)
     kept = np.arange(3)
 
     def check(splits: list[str], c: Candidates = candidates) -> leakage.LeakageReport:
-        held = grams.collect(store, c, kept[: len(c)])
+        held = grams.collect(store, c, kept[: len(c)], LOCAL)
         return leakage.check(c, kept[: len(c)], np.array(splits, object), found.verified, held)
 
     crossing = check(["train", "test", "train"])
@@ -164,13 +165,13 @@ def test_pairs_inside_a_huge_template_bucket_are_found_and_leakage_sees_them(
         docs.append(_variant(docs[base], 1, rng, vocab))
     assert _jaccard(docs[0], docs[1]) < 0.8 < min(_jaccard(docs[a], docs[b]) for a, b in planted)
     store, candidates = _candidates(tmp_path, [" ".join(d) for d in docs])
-    found = cluster.cluster(store, candidates, np.arange(len(docs)), 0.8, 5)
+    found = cluster.cluster(store, candidates, np.arange(len(docs)), 0.8, 5, LOCAL)
     assert all(found.labels[a] == found.labels[b] for a, b in planted)
     assert found.near_duplicates == 30  # and no template sibling was merged
     split = np.array(["train"] * len(docs), object)
     split[[b for _, b in planted]] = "test"
     everyone = np.arange(len(docs))
-    held = grams.collect(store, candidates, everyone)
+    held = grams.collect(store, candidates, everyone, LOCAL)
     report = leakage.check(candidates, everyone, split, found.verified, held)
     assert report.cross_split_near_duplicates == 30
 
@@ -192,7 +193,7 @@ def test_related_documents_are_paired_and_the_rate_follows_the_split(tmp_path: P
     docs = [base, excerpt, rewrite, *quoting, *templated]
     store, candidates = _candidates(tmp_path, [" ".join(d) for d in docs])
     everyone = np.arange(len(docs))
-    held = grams.collect(store, candidates, everyone)
+    held = grams.collect(store, candidates, everyone, LOCAL)
     pairs = grams.related(held, len(docs), 0.05)
     assert sorted(map(tuple, pairs.tolist())) == [(0, 1), (0, 2), (1, 2)]
     split = np.array(["train"] * len(docs), object)
