@@ -1,7 +1,7 @@
 """Build benchmark: a whole snapshot build from staging parts, its speed, the build process's
 peak memory, and dedup quality against planted near duplicates.
 
-    python bench/build.py [--docs 100000] [--words 480]
+    python bench/build.py [--docs 100000] [--words 480] [--ray]
 
 Three processes, so that what is measured is the build's own memory:
  1. `generate` writes the corpus to disk as staging parts (as the crawl writes them), with
@@ -12,6 +12,8 @@ Three processes, so that what is measured is the build's own memory:
  2. `build` runs `harvester.build.process.build` (the build in a child process, as the
     service runs it) with `dedup.action: keep`, so every document's cluster is in the
     snapshot, and prints docs/s and the peak RSS of the build process and of its caller.
+    With `--ray`, the same build runs again with its steps on a local two-node Ray cluster
+    (one CPU each, started here), and every file of both snapshots is compared by sha256.
  3. the quality check reads the snapshot's (id, cluster_id) and prints recall of pairs with
     true Jaccard >= 0.8 (and >= 0.85), false merges, and the borderline pairs merged.
 """
@@ -34,6 +36,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from harvester.build.executor import LOCAL, RayCluster
 from harvester.build.inputs import BuildInput
 from harvester.build.process import build
 from harvester.pipeline.document import document_id
@@ -154,12 +157,13 @@ def generate(root: Path, docs: int, n_words: int) -> None:
     )
 
 
-def run_build(root: Path) -> None:
+def run_build(root: Path, ray_address: str | None) -> None:
     store = BlobStore.from_url(str(root / "store"))
     parts = store.list("staging/bench")
     job = BuildInput(parse_spec(SPEC), ["bench"], parts, frozenset(), {})
+    executor = RayCluster(ray_address) if ray_address else LOCAL
     started = time.perf_counter()
-    manifest = build(store, job, lambda: None)
+    manifest = build(store, job, lambda: None, executor=executor)
     took = time.perf_counter() - started
     child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     caller = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -222,11 +226,13 @@ def main() -> None:
     parser.add_argument("--words", type=int, default=480)
     parser.add_argument("--stage", choices=["generate", "build", "quality"])
     parser.add_argument("--dir", type=Path)
+    parser.add_argument("--ray-address", help="build stage: run the steps on this Ray cluster")
+    parser.add_argument("--ray", action="store_true", help="also build on a local Ray cluster")
     args = parser.parse_args()
     if args.stage == "generate":
         generate(args.dir, args.docs, args.words)
     elif args.stage == "build":
-        run_build(args.dir)
+        run_build(args.dir, args.ray_address)
     elif args.stage == "quality":
         quality(args.dir)
     else:
@@ -236,6 +242,27 @@ def main() -> None:
                 subprocess.run(
                     [*command, "--docs", str(args.docs), "--words", str(args.words)], check=True
                 )
+            if args.ray:
+                on_ray(Path(work))
+
+
+def on_ray(work: Path) -> None:
+    """The build stage again on a two-node Ray cluster; both snapshots compared file by file."""
+    datasets = work / "store" / "datasets"
+    datasets.rename(work / "local")
+    ray = str(Path(sys.executable).with_name("ray"))
+    common = ["--num-cpus=1", "--disable-usage-stats", f"--temp-dir={work / 'ray'}"]
+    subprocess.run([ray, "start", "--head", "--port=6391", *common], check=True)
+    try:
+        subprocess.run([ray, "start", "--address=127.0.0.1:6391", *common], check=True)
+        command = [sys.executable, __file__, "--stage", "build", "--dir", str(work)]
+        subprocess.run([*command, "--ray-address", "127.0.0.1:6391"], check=True)
+    finally:
+        subprocess.run([ray, "stop", "--force"], check=True)
+    local = json.loads((work / "local" / "bench" / "v1" / "manifest.json").read_text())
+    remote = json.loads((datasets / "bench" / "v1" / "manifest.json").read_text())
+    same = [f["sha256"] for f in local["files"]] == [f["sha256"] for f in remote["files"]]
+    print(f"ray and local snapshots identical (every file's sha256): {same}")
 
 
 if __name__ == "__main__":
