@@ -26,6 +26,23 @@ def gzip_bomb() -> bytes:
     return gzip.compress(b"\0" * (100 * 1024 * 1024), 6)
 
 
+STAMP_JITTER_S = 0.05
+"""How late a site may stamp an arrival: the sites are threads of the test process, so a
+stamp waits for the GIL, which a C call (an lxml parse, a garbage collection) can hold for
+tens of milliseconds whatever the switch interval."""
+
+
+def assert_spaced(times: list[float], rate: float) -> None:
+    """Requests stamped at `times` kept to `rate`: for every pair, the span covers the gaps
+    between them at 1/rate, less one stamp's lateness. A late stamp shortens one gap but
+    cannot accumulate, so a limiter that lets requests through too fast fails over a
+    window even where each single gap is within the jitter."""
+    times = sorted(times)
+    for i, first in enumerate(times):
+        for k, later in enumerate(times[i + 1 :], start=1):
+            assert later - first >= k / rate - STAMP_JITTER_S, (i, k, later - first, k / rate)
+
+
 @dataclass
 class Hit:
     """One request as the server saw it."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,6 +15,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from harvester.build.inputs import BuildInput
+from harvester.build.spill import Matrix
 from harvester.crawl.scope import ScopeRules
 from harvester.pipeline.minhash import signatures
 from harvester.store.blob import BlobStore
@@ -36,7 +38,8 @@ class Candidates:
     """id, url, domain, content_sha256, fetched_at (µs), prior (the split the parent
     published the id in, or null), from_parent, source (index into `files`), row (in its
     file), length (characters of text), size (approximate bytes in a shard)."""
-    sigs: npt.NDArray[np.uint32]
+    sigs: Matrix
+    """Each candidate's MinHash signature, on local disk."""
     parent: pa.Table
     """id and content_sha256 of every document of the parent version."""
 
@@ -109,10 +112,12 @@ def _fill(
     located: pa.Table,
     column: str,
     num_perm: int,
-    out: npt.NDArray[np.uint32],
+    out: Matrix,
+    first: int,
 ) -> None:
     """Copy the signatures (`column`) of the rows `located` names (by source and row) into
-    `out`, in `located`'s order, reading one batch of one file at a time."""
+    `out` from position `first` on, in `located`'s order, reading one batch of one file at a
+    time."""
     sources = located.column("source").to_numpy()
     rows = located.column("row").to_numpy()
     for source in np.unique(sources):
@@ -120,7 +125,7 @@ def _fill(
         at = at[np.argsort(rows[at], kind="stable")]
         # Only the wanted rows: a dropped page's row has no signature at all.
         for part, batch in taken(store, files[source], rows[at], [column]):
-            out[at[part]] = _matrix(batch.column(column), num_perm)
+            out.write(first + at[part], _matrix(batch.column(column), num_perm))
 
 
 def _latest_per_url(table: pa.Table) -> pa.Table:
@@ -139,10 +144,10 @@ _PARENT = ["id", "url", "domain", "content_sha256", "fetched_at", "split"]
 _META = ["id", "url", "domain", "content_sha256", "fetched_at", "source", "row", "length", "size"]
 
 
-def gather(store: BlobStore, job: BuildInput, parent: Manifest | None) -> Candidates:
+def gather(store: BlobStore, job: BuildInput, parent: Manifest | None, scratch: Path) -> Candidates:
     """The candidates: the staged documents (the latest per URL) and the parent's documents
     the job did not refetch, did not find gone, and whose URLs its scope still takes in.
-    Signatures are read last, straight into one matrix: no other copy of them is held."""
+    Signatures are read last, straight into one matrix in `scratch`."""
     num_perm = job.spec.pipeline.dedup.num_perm
     files = list(job.staging)
     empty = pa.schema([(name, t) for name, t in zip(_META, _TYPES, strict=True)]).empty_table()
@@ -170,10 +175,10 @@ def gather(store: BlobStore, job: BuildInput, parent: Manifest | None) -> Candid
         leaving = pc.or_(pc.is_in(urls, value_set=refetched), pc.is_in(urls, value_set=gone))
         carried = old.filter(pc.and_(pc.invert(leaving), pa.array(in_scope, pa.bool_())))
         carried = carried.select(_META)
-    matrix = np.empty((staged.num_rows + carried.num_rows, num_perm), np.uint32)
-    _fill(store, files, staged, "minhash", num_perm, matrix[: staged.num_rows])
+    matrix = Matrix(scratch / "signatures", staged.num_rows + carried.num_rows, num_perm)
+    _fill(store, files, staged, "minhash", num_perm, matrix, 0)
     if parent is not None:
-        _parent_signatures(store, parent, carried, files, job, matrix[staged.num_rows :])
+        _parent_signatures(store, parent, carried, files, job, matrix, staged.num_rows)
     meta = pa.concat_tables(
         [
             _marked(staged.select(_META), from_parent=False),
@@ -203,10 +208,12 @@ def _parent_signatures(
     carried: pa.Table,
     files: list[str],
     job: BuildInput,
-    out: npt.NDArray[np.uint32],
+    out: Matrix,
+    first: int,
 ) -> None:
-    """Fill `out` with the carried documents' signatures: from the parent's index, read
-    batch by batch, or recomputed from their texts if the spec changed the family."""
+    """Fill `out` from position `first` on with the carried documents' signatures: from the
+    parent's index, read batch by batch, or recomputed from their texts if the spec changed
+    the family."""
     dedup = job.spec.pipeline.dedup
     if (parent.dedup.num_perm, parent.dedup.ngram) == (dedup.num_perm, dedup.ngram):
         ids = carried.column("id").combine_chunks()
@@ -215,7 +222,7 @@ def _parent_signatures(
             at = pc.fill_null(pc.index_in(batch.column("id"), value_set=ids), -1).to_numpy()
             found = at >= 0
             rows = _matrix(batch.column("minhash"), dedup.num_perm)
-            out[at[found]] = rows[found]
+            out.write(first + at[found], rows[found])
         return
     sources = carried.column("source").to_numpy()
     rows = carried.column("row").to_numpy()
@@ -224,7 +231,7 @@ def _parent_signatures(
         at = at[np.argsort(rows[at], kind="stable")]
         for part, batch in taken(store, files[source], rows[at], ["text"]):
             texts = batch.column("text").to_pylist()
-            out[at[part]] = signatures(texts, dedup.num_perm, dedup.ngram)
+            out.write(first + at[part], signatures(texts, dedup.num_perm, dedup.ngram))
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ clusters as connected components. Every step is vectorised; no Python loop over 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from itertools import chain
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -15,11 +15,14 @@ from scipy.sparse.csgraph import connected_components
 
 from harvester.build.candidates import Candidates, FileRows, by_file, file_texts
 from harvester.build.executor import Executor
+from harvester.build.spill import Ragged
 from harvester.pipeline.dedup import candidate_pairs, jaccard
 from harvester.pipeline.text import ngram_hashes, word_hashes
 from harvester.store.blob import BlobStore
 
 IntArray = npt.NDArray[np.int64]
+_VERIFY_PAIRS = 1 << 15
+"""Pairs decided at once: their documents' shingle sets, at most 2 per pair, are in memory."""
 
 
 @dataclass(frozen=True)
@@ -103,14 +106,15 @@ def cluster(
     threshold: float,
     ngram: int,
     executor: Executor,
+    scratch: Path,
 ) -> Clusters:
     """Exact duplicates by content hash, then near duplicates among the exact survivors."""
     n = len(candidates)
     hashes = pc.dictionary_encode(candidates.meta.column("content_sha256")).combine_chunks()
     exact = best_by(hashes.indices.to_numpy().astype(np.int64), rank)
     survivors = np.flatnonzero(exact == np.arange(n))
-    pairs = survivors[candidate_pairs(candidates.sigs[survivors], threshold)]
-    verified = _verify(store, candidates, pairs, threshold, ngram, executor)
+    pairs = candidate_pairs(candidates.sigs, threshold, survivors)
+    verified = _verify(store, candidates, pairs, threshold, ngram, executor, scratch)
     duplicates = np.flatnonzero(exact != np.arange(n))
     edges = np.concatenate([np.stack([duplicates, exact[duplicates]], axis=1), verified])
     labels = components(edges, rank)
@@ -141,15 +145,23 @@ def _verify(
     threshold: float,
     ngram: int,
     executor: Executor,
+    scratch: Path,
 ) -> IntArray:
     """The pairs whose true Jaccard of shingle sets reaches `threshold`: each document's
-    text is read once, from its file, and kept only as its set of shingle hashes."""
+    text is read once, from its file, and kept only as its set of shingle hashes, on local
+    disk; the pairs are then decided a block at a time."""
     if len(pairs) == 0:
         return np.empty((0, 2), np.int64)
     tasks = [(store, part, ngram) for part in by_file(candidates, np.unique(pairs))]
-    shingles = dict(chain.from_iterable(executor.map(_file_shingles, tasks)))
-    exact = np.fromiter(
-        (jaccard(shingles[a], shingles[b]) for a, b in pairs.tolist()), np.float64, len(pairs)
-    )
+    shingles = Ragged(scratch / "shingles", len(candidates))
+    for found in executor.map(_file_shingles, tasks):
+        for position, values in found:
+            shingles.append(position, values)
+    shingles.close()
+    exact = np.empty(len(pairs), np.float64)
+    for start in range(0, len(pairs), _VERIFY_PAIRS):
+        block = pairs[start : start + _VERIFY_PAIRS]
+        sets = shingles.read(block.ravel())
+        exact[start : start + len(block)] = [jaccard(sets[a], sets[b]) for a, b in block.tolist()]
     verified: IntArray = pairs[exact >= threshold]
     return verified

@@ -9,7 +9,7 @@ by the steps, from the blob store both sides can reach."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
@@ -18,10 +18,11 @@ R = TypeVar("R")
 
 
 class Executor(Protocol):
-    """Runs a step over items; results in the items' order."""
+    """Runs a step over items; results in the items' order, each handed over as it is taken,
+    so that the caller can store it away before the next one is in its memory."""
 
-    def map(self, step: Callable[[T], R], items: Sequence[T]) -> list[R]:
-        """`[step(item) for item in items]`, wherever it runs."""
+    def map(self, step: Callable[[T], R], items: Sequence[T]) -> Iterator[R]:
+        """`(step(item) for item in items)`, wherever it runs."""
         ...
 
 
@@ -29,9 +30,9 @@ class Executor(Protocol):
 class Local:
     """Every step in the build process, one after the other."""
 
-    def map(self, step: Callable[[T], R], items: Sequence[T]) -> list[R]:
-        """`[step(item) for item in items]`."""
-        return [step(item) for item in items]
+    def map(self, step: Callable[[T], R], items: Sequence[T]) -> Iterator[R]:
+        """`(step(item) for item in items)`."""
+        return (step(item) for item in items)
 
 
 LOCAL = Local()
@@ -45,14 +46,18 @@ class RayCluster:
     address: str
     retries: int = 3
 
-    def map(self, step: Callable[[T], R], items: Sequence[T]) -> list[R]:
-        """The steps as Ray tasks, waited for together."""
+    def map(self, step: Callable[[T], R], items: Sequence[T]) -> Iterator[R]:
+        """The steps as Ray tasks, all submitted at once; each result is fetched from the
+        object store when its turn comes."""
         import ray  # only a deployment that chose Ray needs it
 
         if not ray.is_initialized():
             ray.init(address=self.address, log_to_driver=False, configure_logging=False)
         task = ray.remote(max_retries=self.retries)(step)
-        return list(ray.get([task.remote(item) for item in items]))
+        pending = [task.remote(item) for item in items]
+        pending.reverse()  # popped from the end, in the items' order
+        while pending:
+            yield ray.get(pending.pop())
 
 
 def executor(kind: str, ray_address: str | None) -> Executor:

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from harvester.build.candidates import Candidates, FileRows, batches, by_file, taken
 from harvester.build.executor import Executor
+from harvester.build.spill import Matrix
 from harvester.pipeline.document import DOCUMENT_SCHEMA
 from harvester.pipeline.splits import SPLITS
 from harvester.spec import Shards
@@ -107,14 +108,14 @@ def write_shards(
         columns["_position"] = pa.array(plan.position[part.positions])
         columns["_shard"] = pa.array(plan.shard[part.positions])
         routes.append((store, part, pa.table(columns), buckets))
-    executor.map(_route, routes)
+    list(executor.map(_route, routes))
     sizes = candidates.meta.column("size").to_numpy()
     finishing = []
     for number, name in enumerate(plan.names):
         members = plan.shard == number
         shard = _Shard(name, plan.splits[number], int(members.sum()), int(sizes[members].sum()))
         finishing.append((store, prefix, f"{buckets}/{number}", shard, spec))
-    entries = executor.map(_finish, finishing)
+    entries = list(executor.map(_finish, finishing))
     store.delete_dir(buckets)
     return entries
 
@@ -171,17 +172,20 @@ def _finish(task: tuple[BlobStore, str, str, _Shard, Shards]) -> FileEntry:
 def write_index(
     store: BlobStore,
     prefix: str,
-    ids: pa.Array,
-    sigs: npt.NDArray[np.uint32],
+    ids: pa.ChunkedArray,
+    sigs: Matrix,
+    kept: npt.NDArray[np.int64],
 ) -> FileEntry:
-    """The signature index (id, minhash), in id order, written chunk by chunk."""
+    """The signature index (id, minhash) of the `kept` candidates, in id order, written
+    chunk by chunk."""
+    ids = ids.take(pa.array(kept))
     order = np.argsort(ids.to_numpy(zero_copy_only=False), kind="stable")
     with tempfile.TemporaryDirectory(prefix="harvester-index-") as scratch:
         local = Path(scratch) / "index.parquet"
         with pq.ParquetWriter(local, INDEX_SCHEMA, compression="zstd") as writer:
             for start in range(0, len(order), _INDEX_CHUNK):
                 part = order[start : start + _INDEX_CHUNK]
-                block = sigs[part]
+                block = sigs.take(kept[part])
                 minhash = pa.FixedSizeListArray.from_arrays(
                     pa.array(block.reshape(-1)), block.shape[1]
                 ).cast(pa.list_(pa.uint32()))

@@ -4,8 +4,10 @@ caller's to write, after its last fence check (`harvester.build.process`)."""
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -49,16 +51,30 @@ def prepare(
     `fence()` runs before the first write into the version's directory; it raises when the
     build may no longer write (lease lost, cancelled). Raises `Unchanged` when there is
     nothing new to publish."""
+    with tempfile.TemporaryDirectory(prefix="harvester-build-") as scratch:
+        return _prepare(store, job, fence, now, executor, Path(scratch))
+
+
+def _prepare(
+    store: BlobStore,
+    job: BuildInput,
+    fence: Callable[[], None],
+    now: datetime | None,
+    executor: Executor,
+    scratch: Path,
+) -> Manifest:
     spec = job.spec
     dataset, dedup = spec.dataset, spec.pipeline.dedup
     snapshots = Snapshots(store)
     latest = snapshots.latest(dataset)
     parent = snapshots.manifest(dataset, latest) if latest else None
-    candidates = gather(store, job, parent)
+    candidates = gather(store, job, parent, scratch)
     stats = dict(job.stats)
 
     ranks = cluster.rank(candidates)
-    found = cluster.cluster(store, candidates, ranks, dedup.threshold, dedup.ngram, executor)
+    found = cluster.cluster(
+        store, candidates, ranks, dedup.threshold, dedup.ngram, executor, scratch
+    )
     n = len(candidates)
     removed = found.removable(candidates) if dedup.action == "remove" else np.zeros(n, bool)
     kept = np.flatnonzero(~removed)
@@ -66,7 +82,8 @@ def prepare(
     stats["dedup/near"] = found.near_duplicates
 
     salt = parent.split_salt if parent else (spec.splits.salt or default_salt(dataset))
-    kept_grams = grams.collect(store, candidates, kept, executor)
+    (scratch / "grams").mkdir()
+    kept_grams = grams.collect(store, candidates, kept, executor, scratch / "grams")
     overlap = spec.splits.overlap
     related = grams.related(kept_grams, n, overlap) if overlap else np.empty((0, 2), np.int64)
     stats["build/related_pairs"] = len(related)
@@ -100,7 +117,7 @@ def prepare(
         "split": pa.array(split.tolist(), pa.string()),
     }
     files = shards.write_shards(store, prefix, candidates, plan, extra, spec.shards, executor)
-    files.append(shards.write_index(store, prefix, ids.take(pa.array(kept)), candidates.sigs[kept]))
+    files.append(shards.write_index(store, prefix, ids, candidates.sigs, kept))
     bands, rows = lsh_bands(dedup.threshold, dedup.num_perm)
     manifest = Manifest(
         dataset=dataset,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -45,7 +46,12 @@ def _candidates(
     ]
     store.write_parquet("staging/part.parquet", pa.Table.from_pylist(rows, schema=STAGING_SCHEMA))
     job = BuildInput(SPEC, ["job"], ["staging/part.parquet"], frozenset(), {})
-    return store, gather(store, job, None)
+    return store, gather(store, job, None, _scratch(tmp_path))
+
+
+def _scratch(tmp_path: Path) -> Path:
+    """A fresh directory for a step's local files."""
+    return Path(tempfile.mkdtemp(dir=tmp_path))
 
 
 def _vocabulary(rng: random.Random, n: int) -> list[str]:
@@ -101,7 +107,7 @@ def test_near_duplicate_families_cluster_and_strangers_do_not(tmp_path: Path) ->
         family_of.append(-1 - family)
     store, candidates = _candidates(tmp_path, [" ".join(t) for t in texts])
     rank = np.arange(len(texts), dtype=np.int64)
-    labels = cluster.cluster(store, candidates, rank, 0.8, 5, LOCAL).labels
+    labels = cluster.cluster(store, candidates, rank, 0.8, 5, LOCAL, _scratch(tmp_path)).labels
     for i, j in zip(range(len(texts)), labels.tolist(), strict=True):
         assert family_of[i] == family_of[j], "a near-duplicate cluster mixed families"
     members = [i for i, f in enumerate(family_of) if f >= 0]
@@ -132,11 +138,11 @@ def test_leakage_check_counts_what_crosses_splits(tmp_path: Path) -> None:
     other = [rng.choice(vocab) for _ in range(300)]
     texts = [" ".join(base), " ".join(_variant(base, 1, rng, vocab)), " ".join(other)]
     store, candidates = _candidates(tmp_path, texts)
-    found = cluster.cluster(store, candidates, np.arange(3), 0.8, 5, LOCAL)
+    found = cluster.cluster(store, candidates, np.arange(3), 0.8, 5, LOCAL, _scratch(tmp_path))
     kept = np.arange(3)
 
     def check(splits: list[str], c: Candidates = candidates) -> leakage.LeakageReport:
-        held = grams.collect(store, c, kept[: len(c)], LOCAL)
+        held = grams.collect(store, c, kept[: len(c)], LOCAL, _scratch(tmp_path))
         return leakage.check(c, kept[: len(c)], np.array(splits, object), found.verified, held)
 
     crossing = check(["train", "test", "train"])
@@ -165,13 +171,13 @@ def test_pairs_inside_a_huge_template_bucket_are_found_and_leakage_sees_them(
         docs.append(_variant(docs[base], 1, rng, vocab))
     assert _jaccard(docs[0], docs[1]) < 0.8 < min(_jaccard(docs[a], docs[b]) for a, b in planted)
     store, candidates = _candidates(tmp_path, [" ".join(d) for d in docs])
-    found = cluster.cluster(store, candidates, np.arange(len(docs)), 0.8, 5, LOCAL)
+    everyone = np.arange(len(docs))
+    found = cluster.cluster(store, candidates, everyone, 0.8, 5, LOCAL, _scratch(tmp_path))
     assert all(found.labels[a] == found.labels[b] for a, b in planted)
     assert found.near_duplicates == 30  # and no template sibling was merged
     split = np.array(["train"] * len(docs), object)
     split[[b for _, b in planted]] = "test"
-    everyone = np.arange(len(docs))
-    held = grams.collect(store, candidates, everyone, LOCAL)
+    held = grams.collect(store, candidates, everyone, LOCAL, _scratch(tmp_path))
     report = leakage.check(candidates, everyone, split, found.verified, held)
     assert report.cross_split_near_duplicates == 30
 
@@ -193,7 +199,7 @@ def test_related_documents_are_paired_and_the_rate_follows_the_split(tmp_path: P
     docs = [base, excerpt, rewrite, *quoting, *templated]
     store, candidates = _candidates(tmp_path, [" ".join(d) for d in docs])
     everyone = np.arange(len(docs))
-    held = grams.collect(store, candidates, everyone, LOCAL)
+    held = grams.collect(store, candidates, everyone, LOCAL, _scratch(tmp_path))
     pairs = grams.related(held, len(docs), 0.05)
     assert sorted(map(tuple, pairs.tolist())) == [(0, 1), (0, 2), (1, 2)]
     split = np.array(["train"] * len(docs), object)
