@@ -11,7 +11,7 @@ $(BIN)/harvester: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-.PHONY: serve demo test
+.PHONY: serve demo test lock image
 # The demo site is on loopback, so this local quickstart allows private addresses; a real
 # deployment runs `harvester serve` without it.
 serve: $(BIN)/harvester
@@ -27,3 +27,16 @@ test: $(BIN)/harvester
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/pytest
+
+# The image's pinned dependency versions, from a clean install of the package with its extras.
+lock:
+	rm -rf .lock-venv && python3 -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet '.[ray]'
+	{ echo "# The image's dependency versions: every package \`pip install .[ray]\` needs, pinned."; \
+	  echo "# Regenerate after changing the dependencies in pyproject.toml: make lock"; \
+	  .lock-venv/bin/pip freeze --exclude harvester; } > deploy/constraints.txt
+	rm -rf .lock-venv
+
+# The deployment image (see deploy/README.md); `make image EXTRAS=ray` for the Ray executor.
+image:
+	docker build -f deploy/Dockerfile --build-arg EXTRAS=$(EXTRAS) -t harvester .

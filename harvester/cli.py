@@ -343,6 +343,14 @@ def scheduler() -> None:
     _roles(False, False, True, "", 0)
 
 
+@app.command()
+def migrate() -> None:
+    """Bring the catalog's schema up to date and exit (every role also does it at start,
+    one process at a time; a deployment runs this first so the roles wait for no one)."""
+    _catalog()
+    print("catalog schema up to date")
+
+
 @app.command("demo-site")
 def demo_site(
     host: Annotated[str, typer.Option()] = "127.0.0.1",

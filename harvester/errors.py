@@ -38,6 +38,10 @@ class NotFound(StorageError):
     """No such dataset, snapshot version or file."""
 
 
+class AlreadyExists(StorageError):
+    """A file that may be written once (a version's manifest) is already stored."""
+
+
 class LeaseLost(StorageError):
     """A lease (host, build, dataset) moved to another holder: nothing more may be written
     under it. Raised by the write that checked its fencing token."""

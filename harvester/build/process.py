@@ -20,7 +20,7 @@ from harvester.build.executor import LOCAL, Executor
 from harvester.build.inputs import BuildInput
 from harvester.build.version import Unchanged, prepare
 from harvester.cpu import address_space, exit_with_parent
-from harvester.errors import BuildError
+from harvester.errors import AlreadyExists, BuildError
 from harvester.store.blob import BlobStore
 from harvester.store.manifest import Manifest
 from harvester.store.snapshots import MANIFEST, version_prefix
@@ -62,9 +62,14 @@ def build(
         child.join()
         here.close()
     fence()
-    store.write_bytes(
-        f"{version_prefix(manifest.dataset, manifest.version)}/{MANIFEST}", manifest.to_json()
-    )
+    try:
+        store.create_bytes(
+            f"{version_prefix(manifest.dataset, manifest.version)}/{MANIFEST}", manifest.to_json()
+        )
+    except AlreadyExists as exc:  # the lease should make this impossible; the store says so
+        raise BuildError(
+            f"{manifest.dataset} v{manifest.version} was committed by another build"
+        ) from exc
     return manifest
 
 

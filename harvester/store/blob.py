@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import posixpath
 import uuid
 from collections.abc import Iterator, Sequence
@@ -19,7 +20,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from harvester.config import Settings
-from harvester.errors import ConfigurationError, NotFound, StorageError
+from harvester.errors import AlreadyExists, ConfigurationError, NotFound, StorageError
 
 S3_CONNECT_TIMEOUT_S = 5.0
 S3_ATTEMPTS = 3
@@ -38,9 +39,13 @@ def _storage(action: str, relative: str) -> Iterator[None]:
 class BlobStore:
     """Paths are relative, '/'-separated and may not climb out of the root."""
 
-    def __init__(self, fs: pafs.FileSystem, root: str) -> None:
+    def __init__(
+        self, fs: pafs.FileSystem, root: str, s3: tuple[str | None, float] | None = None
+    ) -> None:
         self.fs = fs
         self.root = root.rstrip("/")
+        self._s3 = s3
+        """On S3: the endpoint and request timeout, for the one call pyarrow lacks."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BlobStore:
@@ -61,7 +66,7 @@ class BlobStore:
                 request_timeout=s3_timeout_s,
                 retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=S3_ATTEMPTS),
             )
-            return cls(fs, bucket_prefix)
+            return cls(fs, bucket_prefix, (s3_endpoint, s3_timeout_s))
         if url.startswith("file://"):
             url = url.removeprefix("file://")
         elif "://" in url:
@@ -104,6 +109,50 @@ class BlobStore:
             with self.fs.open_output_stream(temporary) as out:
                 out.write(data)
             self.fs.move(temporary, final)
+
+    def create_bytes(self, relative: str, data: bytes) -> None:
+        """Write a small file only if none is stored there, atomically: the commit of a
+        version (its manifest). Raises `AlreadyExists` if one is. S3 has no rename that
+        refuses to overwrite, so there it is a conditional put (`If-None-Match: *`)."""
+        final = self.path(relative)
+        if self._s3 is not None:
+            self._s3_create(relative, final, data)
+            return
+        temporary = f"{final}.tmp-{uuid.uuid4().hex}"
+        with _storage("write", relative), self._forgetting(temporary):
+            self.fs.create_dir(posixpath.dirname(final), recursive=True)
+            with self.fs.open_output_stream(temporary) as out:
+                out.write(data)
+            try:  # a hard link is created only where no file is: the local conditional put
+                os.link(temporary, final)
+            except FileExistsError as exc:
+                raise AlreadyExists(f"{relative} is already stored") from exc
+            finally:
+                self.fs.delete_file(temporary)
+
+    def _s3_create(self, relative: str, final: str, data: bytes) -> None:
+        import boto3  # only an S3 deployment needs it
+        from botocore.config import Config
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        assert self._s3 is not None
+        endpoint, timeout = self._s3
+        config = Config(
+            connect_timeout=S3_CONNECT_TIMEOUT_S,
+            read_timeout=timeout,
+            retries={"max_attempts": S3_ATTEMPTS, "mode": "standard"},
+        )
+        client = boto3.client("s3", endpoint_url=endpoint, config=config)
+        bucket, key = final.split("/", 1)
+        try:
+            client.put_object(Bucket=bucket, Key=key, Body=data, IfNoneMatch="*")
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409"):
+                raise AlreadyExists(f"{relative} is already stored") from exc
+            raise StorageError(f"cannot write {relative}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StorageError(f"cannot write {relative}: {exc}") from exc
 
     def upload(self, local: Path, relative: str) -> None:
         """Copy a local file in atomically (temporary name, then rename)."""
