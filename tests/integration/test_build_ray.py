@@ -109,12 +109,15 @@ def _run(prefix: list[str], work: Path, *flags: str) -> dict[str, dict[str, obje
 
 
 @pytest.mark.timeout(480)
-def test_ray_and_local_executors_build_the_same_snapshot(
+def test_ray_on_s3_and_local_on_files_build_the_same_snapshot(
     loopback_only: list[str], tmp_path: Path
 ) -> None:
+    """The Ray steps read the staging parts from an S3 bucket and write the snapshot there
+    (no disk shared with the build process); the result equals the local build's."""
     _stage(tmp_path)
-    out = _run(loopback_only, tmp_path)
+    out = _run(loopback_only, tmp_path, "--s3")
     local, ray = out["local"], out["ray"]
+    assert str(ray["root"]).endswith("/data") and not str(ray["root"]).startswith("/")
     assert local["versions"] == ray["versions"] == [1]
     assert local["dedup"]["near_duplicates"] > 0 and local["leakage"]["related_pairs"] > 0
     for key in ("files", "splits", "dedup", "leakage", "stats"):
