@@ -145,6 +145,8 @@ def test_the_stack_crawls_builds_and_serves_a_snapshot_through_a_worker_restart(
             body = client.get(url)
             assert body.status_code == 200, (entry["path"], body.text[:200])
             assert hashlib.sha256(body.content).hexdigest() == entry["sha256"], entry["path"]
+            part = client.get(url, headers={"Range": "bytes=100-1099"})  # from S3, by range
+            assert part.status_code == 206 and part.content == body.content[100:1100]
         page_hits = [h.path for h in site.state.log if h.path.startswith("/page/")]
         assert set(page_hits) == {f"/page/{i}" for i in range(pages)}  # none lost
     finally:
