@@ -34,8 +34,9 @@ class Settings(BaseSettings):
     more fails (`failed pipeline/MemoryError`) instead of the OOM killer picking a process."""
     build_memory_mb: int | None = None
     """How much memory a build process may take beyond its start-up size (unset: no limit).
-    A build holds about 1.6 KB per document (signature, ids, sampled 13-grams) plus about
-    16 MB of texts at a time."""
+    A build holds about 1 KB per document (ids, hashes, band keys, clusters, splits) plus
+    about 16 MB of texts at a time; signatures, shingle sets and sampled 13-grams go to its
+    temporary directory (`TMPDIR`, about 1.7 KB of local disk per document)."""
     build_executor: Literal["local", "ray"] = "local"
     """Where a build's per-file steps (reading texts, verifying pairs, writing shards) run:
     in the build process, or as tasks on the Ray cluster at `ray_address`."""
