@@ -21,6 +21,8 @@ from selectolax.lexbor import LexborHTMLParser
 from trafilatura.settings import set_date_params
 from trafilatura.xml import xmltotxt
 
+from harvester.pipeline.furniture import VERSION as FURNITURE
+from harvester.pipeline.furniture import strip_furniture, tidy
 from harvester.spec import Extraction
 
 _FALLBACK_DROP = "script, style, noscript, template, nav, header, footer, aside, form, svg"
@@ -46,7 +48,7 @@ def fingerprint(options: Extraction) -> str:
         include={"markdown", "fast", "include_comments", "include_tables", "extensive_date_search"}
     )
     digest = hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:12]
-    return f"trafilatura-{trafilatura.__version__}+{digest}"
+    return f"trafilatura-{trafilatura.__version__}+furniture{FURNITURE}+{digest}"
 
 
 class _BudgetExceeded(BaseException):
@@ -95,6 +97,7 @@ def extract(html: str, url: str, options: Extraction, *, use_budget: bool = True
     """Main text (and markdown when asked) plus metadata; never raises on a bad page.
     trafilatura gets half the page's budget: the fallback and the other stages must fit in
     the rest before the pool kills the page's process."""
+    html = strip_furniture(html)
     try:
         with _time_budget(options.time_budget_s / 2) if use_budget else contextlib.nullcontext():
             doc = trafilatura.bare_extraction(
@@ -116,9 +119,10 @@ def extract(html: str, url: str, options: Extraction, *, use_budget: bool = True
     if not isinstance(doc, trafilatura.settings.Document) or doc.body is None:
         return Extracted("", None, None, None, None, None, None, "trafilatura")
     body = doc.body
+    markdown = xmltotxt(body, True).strip() if options.markdown else None
     return Extracted(
-        text=xmltotxt(body, False).strip(),
-        markdown=xmltotxt(body, True).strip() if options.markdown else None,
+        text=tidy(xmltotxt(body, False).strip(), doc.title),
+        markdown=tidy(markdown, None) if markdown else None,  # a markdown page keeps its "# title"
         title=doc.title,
         author=doc.author,
         published=doc.date,

