@@ -111,7 +111,7 @@ def _wait(ready: Any, seconds: float, stack: Stack) -> None:
 def test_the_stack_crawls_builds_and_serves_a_snapshot_through_a_worker_restart(
     stack: Stack,
 ) -> None:
-    pages = 60
+    pages = 120  # 40 s at 3 requests/s: the restarts happen mid-crawl
     site = start(SiteServer("127.0.6.71", SiteState(pages=pages, sitemap=False)))
     client = httpx.Client(base_url=API, headers={"Authorization": f"Bearer {API_KEY}"})
     try:
