@@ -76,9 +76,10 @@ def build_images(work: Path) -> dict[str, float]:
     if not _exists(DEBIAN):  # the base is kept between runs on one machine: it never changes
         rootfs = work / "rootfs"
         _run("debootstrap", "--variant=minbase", "bookworm", rootfs, MIRROR)
-        tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
-        subprocess.run(["docker", "import", "-", DEBIAN], stdin=tar.stdout, check=True)
-        tar.wait()
+        with subprocess.Popen(["tar", "-C", rootfs, "-c", "."], stdout=subprocess.PIPE) as tar:
+            imported = subprocess.run(["docker", "import", "-", DEBIAN], stdin=tar.stdout)
+        if tar.returncode or imported.returncode:
+            raise RuntimeError(f"importing the Debian base failed (tar {tar.returncode})")
         shutil.rmtree(rootfs)
     step("debian base")
     _build(PYTHON, DEPLOY / "test/python.Dockerfile", DEPLOY / "test", DEBIAN=DEBIAN)
