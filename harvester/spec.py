@@ -127,8 +127,11 @@ class Retry(_Section):
 class Extraction(_Section):
     """How main text is taken out of a page (trafilatura, selectolax as the fallback)."""
 
+    engine: Literal["trafilatura", "resiliparse"] = "trafilatura"
+    """`resiliparse` (DCLM's extractor) is several times faster but gives no markdown, byline
+    or date: see bench/quality.py for both engines' speed and word-level F1."""
     markdown: bool = False
-    """Also keep the main text as markdown (a `markdown` column)."""
+    """Also keep the main text as markdown (a `markdown` column; trafilatura only)."""
     fast: bool = False
     """trafilatura's fast mode: no fallback extractors (see bench/extract.py for the trade)."""
     include_comments: bool = False
@@ -142,10 +145,41 @@ class Extraction(_Section):
     the page's process is killed and the page dropped as `pipeline/timeout`. The largest
     page of the Python docs (2.5 MB) takes 4 s."""
 
+    @model_validator(mode="after")
+    def _markdown_needs_trafilatura(self) -> Extraction:
+        if self.markdown and self.engine != "trafilatura":
+            raise ValueError("markdown needs engine: trafilatura (resiliparse has no markdown)")
+        return self
+
+
+QUALITY_PRESETS: dict[str, dict[str, float]] = {
+    # Chosen by measurement on the article pages of three documentation sites (bench/quality.py):
+    # API references repeat their phrases and punctuate few lines, and still are good text.
+    "sites": {
+        "min_punctuated_line_ratio": 0.05,
+        "min_alpha_word_ratio": 0.7,
+        "max_duplicate_line_ratio": 0.4,
+        "max_top_ngram_ratio": 0.3,
+        "max_duplicate_ngram_ratio": 0.3,
+    },
+    # Gopher (Rae et al. 2021, table A1) and C4 as FineWeb applies them to broad web crawls.
+    "web": {
+        "min_punctuated_line_ratio": 0.12,
+        "min_alpha_word_ratio": 0.8,
+        "max_duplicate_line_ratio": 0.3,
+        "max_top_ngram_ratio": 0.2,
+        "max_duplicate_ngram_ratio": 0.15,
+    },
+}
+
 
 class Quality(_Section):
-    """Document-level rules (Gopher/C4 style); every drop is counted by rule."""
+    """Document-level rules (Gopher/C4 style); every drop is counted by rule. A `preset` sets
+    the thresholds it names; a threshold given explicitly wins over the preset."""
 
+    preset: Literal["sites", "web"] = "sites"
+    """`sites` for crawling chosen sites (documentation, references, blogs), `web` for broad
+    web crawls (Gopher/C4/FineWeb thresholds)."""
     min_words: Annotated[int, Field(ge=0)] = 50
     max_words: Annotated[int, Field(ge=1)] = 200_000
     languages: list[str] = ["en"]
@@ -154,17 +188,26 @@ class Quality(_Section):
     min_mean_word_length: Annotated[float, Field(ge=0)] = 3.0
     max_mean_word_length: Annotated[float, Field(gt=0)] = 10.0
     max_symbol_word_ratio: Annotated[float, Field(ge=0)] = 0.1
-    min_alpha_word_ratio: Annotated[float, Field(ge=0, le=1)] = 0.8
+    min_alpha_word_ratio: Annotated[float, Field(ge=0, le=1)] = 0.7
     max_bullet_line_ratio: Annotated[float, Field(ge=0, le=1)] = 0.9
     max_ellipsis_line_ratio: Annotated[float, Field(ge=0, le=1)] = 0.3
-    min_punctuated_line_ratio: Annotated[float, Field(ge=0, le=1)] = 0.1
+    min_punctuated_line_ratio: Annotated[float, Field(ge=0, le=1)] = 0.05
     """Share of lines ending in terminal punctuation (C4); menus and link lists fail it."""
-    max_duplicate_line_ratio: Annotated[float, Field(ge=0, le=1)] = 0.3
+    max_duplicate_line_ratio: Annotated[float, Field(ge=0, le=1)] = 0.4
+    """Share of lines that repeat an earlier line (and of paragraphs, with the next field)."""
     max_duplicate_paragraph_ratio: Annotated[float, Field(ge=0, le=1)] = 0.3
-    max_top_ngram_ratio: Annotated[float, Field(ge=0, le=1)] = 0.2
+    max_top_ngram_ratio: Annotated[float, Field(ge=0, le=1)] = 0.3
     """Characters covered by the most frequent 2-gram (3- and 4-grams scaled as in Gopher)."""
-    max_duplicate_ngram_ratio: Annotated[float, Field(ge=0, le=1)] = 0.15
-    """Characters in repeated 5-grams (6..10-grams scaled down as in Gopher)."""
+    max_duplicate_ngram_ratio: Annotated[float, Field(ge=0, le=1)] = 0.3
+    """Characters in 5-grams that repeat an earlier one (10-grams scaled down as in Gopher)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        preset = QUALITY_PRESETS.get(data.get("preset", "sites"), {})
+        return {**preset, **data}
 
 
 PiiAction = Literal["mask", "drop", "keep"]
@@ -179,8 +222,14 @@ class Pii(_Section):
     card: PiiAction = "mask"
     iban: PiiAction = "mask"
     ssn: PiiAction = "mask"
+    national_id: PiiAction = "mask"
+    """For the countries in `national_ids` only."""
     phone_region: Annotated[str, Field(pattern=r"^[A-Z]{2}$")] = "US"
-    """Region for numbers written without a country code."""
+    """Region for numbers written without a country code, besides the page's own hints (its
+    `lang` region, its domain's country code)."""
+    national_ids: list[Literal["DE", "ES", "FR", "IT", "NL", "PL"]] = []
+    """Opt-in national identity numbers, checksum-validated by python-stdnum: DE tax id
+    (IdNr), ES DNI/NIE, FR NIR, IT codice fiscale, NL BSN, PL PESEL."""
 
 
 class Dedup(_Section):

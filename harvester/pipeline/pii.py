@@ -1,8 +1,12 @@
 """PII scrubbing: find personal data, validate each candidate, replace it by a typed placeholder.
 
 Candidates come from regexes; validation is by the library of each kind (phonenumbers for
-phones, ipaddress for addresses, Luhn for cards, the IBAN checksum), so look-alikes such as
-version numbers, dates, prices, ISBNs, hashes and Luhn-failing numbers stay untouched.
+phones, ipaddress for addresses, Luhn for cards, the IBAN checksum, python-stdnum for national
+ids), so look-alikes such as version numbers, dates, prices, ISBNs, hashes and Luhn-failing
+numbers stay untouched. Phones written in a national format are read in every region the page
+hints at (`page_regions`) besides the configured one; a number that its words call an order,
+invoice, tracking, ISBN or other reference, or that is glued to letters, is not a phone.
+`tests/pii_corpus.py` measures recall per kind and the look-alikes kept (`bench/quality.py`).
 """
 
 from __future__ import annotations
@@ -11,15 +15,24 @@ import ipaddress
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import phonenumbers
+from babel.core import get_global
 from phonenumbers import Leniency
 from stdnum import iban as stdnum_iban
 from stdnum import luhn
+from stdnum.de import idnr as de_idnr
+from stdnum.es import dni as es_dni
+from stdnum.es import nie as es_nie
+from stdnum.fr import nir as fr_nir
+from stdnum.it import codicefiscale as it_codicefiscale
+from stdnum.nl import bsn as nl_bsn
+from stdnum.pl import pesel as pl_pesel
 
 from harvester.spec import Pii
 
-KINDS = ("email", "phone", "ip", "card", "iban", "ssn")
+KINDS = ("email", "phone", "ip", "card", "iban", "ssn", "national_id")
 PLACEHOLDERS = {kind: f"<{kind.upper()}>" for kind in KINDS}
 
 _EMAIL = re.compile(
@@ -33,6 +46,41 @@ _IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w]|\.\d)")
 _IPV6 = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
 _VERSIONISH = re.compile(r"(?:version|release|v|build)\s*$", re.IGNORECASE)
 _CARD_PREFIXES = ("2", "3", "4", "5", "6")  # Mastercard 2-series, Amex, Visa, MC, Discover
+_BEFORE = 40
+"""Characters before a phone-like number in which its words are looked for."""
+_PHONE_WORDS = re.compile(
+    r"(phone|tel|call|fax|mobile|cell|whatsapp|sms|contact|hotline|ring|dial|t[ée]l[ée]phone|"
+    r"telefon|handy|m[óo]vil|cellulare|telefono|portable|numer telefonu|tlf|puhelin)",
+    re.IGNORECASE,
+)
+_REFERENCE_WORDS = re.compile(
+    r"(\b(order|invoice|inv|bill|receipt|tracking|track|shipment|parcel|consignment|isbn(-?1[03])?|"
+    r"issn|ref|reference|ticket|case|claim|account|acct|sku|serial|s/n|model|part|po|"
+    r"confirmation|booking|reservation|transaction|txn|customer|member|policy|patent|"
+    r"\w*nummer|bestell\w*|rechnung\w*|commande|facture|pedido|factura)"
+    r"(\W{0,2}(no|nr|n°|num|number|nummer|numéro|id|code|#))?|\bid|#)\W{0,3}$",
+    re.IGNORECASE,
+)
+"""A reference's name right before the number ("Order No. 4155552671", "Invoice #…")."""
+_GLUE = "-/_#."
+_NATIONAL_IDS: dict[str, tuple[re.Pattern[str], Callable[[str], bool]]] = {
+    "DE": (re.compile(r"(?<![\w-])[1-9]\d{10}(?![\w-])"), de_idnr.is_valid),
+    "ES": (
+        re.compile(r"(?<![\w-])(?:\d{8}|[XYZ]-?\d{7})-?[A-Z](?![\w-])"),
+        lambda v: bool(es_dni.is_valid(v) or es_nie.is_valid(v)),
+    ),
+    "FR": (
+        re.compile(r"(?<![\w-])[12] ?\d{2} ?\d{2} ?(?:\d{2}|2[AB]) ?\d{3} ?\d{3} ?\d{2}(?![\w-])"),
+        fr_nir.is_valid,
+    ),
+    "IT": (
+        re.compile(r"(?<!\w)[A-Z]{6}\d{2}[A-EHLMPR-T]\d{2}[A-Z]\d{3}[A-Z](?!\w)"),
+        it_codicefiscale.is_valid,
+    ),
+    "NL": (re.compile(r"(?<![\w.-])\d{4}\.?\d{2}\.?\d{3}(?![\w-]|\.\d)"), nl_bsn.is_valid),
+    "PL": (re.compile(r"(?<![\w-])\d{11}(?![\w-])"), pl_pesel.is_valid),
+}
+"""Each opt-in country's identity number: a candidate pattern and its stdnum validator."""
 
 
 @dataclass(frozen=True)
@@ -73,11 +121,35 @@ def _is_ipv6(raw: str) -> bool:
     return True
 
 
-class PiiScrubber:
-    """Applies the spec's policy per kind: mask (placeholder), drop the document, or keep."""
+def page_regions(url: str, lang: str | None) -> tuple[str, ...]:
+    """The regions a page hints at for its national-format phone numbers: its `lang`
+    attribute's region, or the language's most likely one (CLDR: `de` → DE), and its host's
+    country-code domain (`.uk` → GB)."""
+    regions: list[str] = []
+    if lang:  # BCP 47: language[-script][-region]
+        language, *subtags = lang.replace("_", "-").split("-")
+        region = next((t.upper() for t in subtags if len(t) == 2 and t.isalpha()), None)
+        territory = region or _likely_territory(language.lower())
+        if territory:
+            regions.append(territory)
+    tld = (urlsplit(url).hostname or "").rsplit(".", 1)[-1].upper()
+    if len(tld) == 2 and tld.isalpha():
+        regions.append("GB" if tld == "UK" else tld)
+    return tuple(dict.fromkeys(r for r in regions if r in phonenumbers.SUPPORTED_REGIONS))
 
-    def __init__(self, policy: Pii) -> None:
+
+def _likely_territory(language: str) -> str | None:
+    likely = get_global("likely_subtags").get(language)
+    return likely.rsplit("_", 1)[-1] if likely else None
+
+
+class PiiScrubber:
+    """Applies the spec's policy per kind: mask (placeholder), drop the document, or keep.
+    `regions` are the page's hints for national-format phone numbers (`page_regions`)."""
+
+    def __init__(self, policy: Pii, regions: tuple[str, ...] = ()) -> None:
         self._policy = policy
+        self._regions = tuple(dict.fromkeys((policy.phone_region, *regions)))
 
     def _action(self, kind: str) -> str:
         action: str = getattr(self._policy, kind)
@@ -91,6 +163,7 @@ class PiiScrubber:
             ("iban", lambda t: _spans(_IBAN, t, lambda m, _: _is_iban(m.group()))),
             ("card", lambda t: _spans(_CARD, t, lambda m, _: _is_card(m.group()))),
             ("ssn", lambda t: _spans(_SSN, t)),
+            ("national_id", self._national_ids),
             ("ip", self._ips),
             ("phone", self._phones),
         ]
@@ -108,16 +181,40 @@ class PiiScrubber:
             text = _replace(text, spans, placeholder)
         return Scrubbed(_restore(text), counts, drop)
 
+    def _national_ids(self, text: str) -> Iterator[tuple[int, int]]:
+        for country in self._policy.national_ids:
+            pattern, valid = _NATIONAL_IDS[country]
+            yield from (m.span() for m in pattern.finditer(text) if valid(m.group()))
+
     def _ips(self, text: str) -> Iterator[tuple[int, int]]:
         yield from _spans(_IPV4, text, lambda m, t: _is_ipv4(m.group(), t, m.start()))
         yield from _spans(_IPV6, text, lambda m, _: _is_ipv6(m.group()))
 
     def _phones(self, text: str) -> Iterator[tuple[int, int]]:
-        matcher = phonenumbers.PhoneNumberMatcher(
-            text, self._policy.phone_region, leniency=Leniency.VALID
-        )
-        for match in matcher:
-            yield match.start, match.end
+        """Numbers valid in any of the page's regions, overlaps merged, look-alikes refused."""
+        found: list[tuple[int, int]] = []
+        for region in self._regions:
+            matcher = phonenumbers.PhoneNumberMatcher(text, region, leniency=Leniency.VALID)
+            found.extend((m.start, m.end) for m in matcher if _is_phone(text, m.start, m.end))
+        last = -1
+        for start, end in sorted(found, key=lambda span: (span[0], -span[1])):
+            if start >= last:
+                yield start, end
+                last = end
+
+
+def _is_phone(text: str, start: int, end: int) -> bool:
+    """Not glued to letters or digits ("INV-2024-000123", "1Z999AA10123456784"), and not
+    named a reference by the words before it unless they also say phone."""
+    before, after = text[max(0, start - 2) : start], text[end : end + 2]
+    if before[-1:].isalnum() or (before[-1:] in _GLUE and before[:1].isalnum()):
+        return False
+    if after[:1].isalnum() or (after[:1] in _GLUE and after[1:2].isalnum()):
+        return False
+    context = text[max(0, start - _BEFORE) : start].rsplit("\n", 1)[-1]
+    if _PHONE_WORDS.search(context):
+        return True
+    return not _REFERENCE_WORDS.search(context)
 
 
 def _spans(

@@ -15,7 +15,7 @@ import numpy.typing as npt
 from harvester.pipeline.document import Document, parse_date
 from harvester.pipeline.extract import extract, fallback, fingerprint
 from harvester.pipeline.minhash import signatures
-from harvester.pipeline.pii import PiiScrubber
+from harvester.pipeline.pii import PiiScrubber, page_regions
 from harvester.pipeline.quality import judge, measure
 from harvester.pipeline.text import content_hash
 from harvester.spec import Pipeline
@@ -71,14 +71,14 @@ def process_page(page: Page, pipeline: Pipeline) -> Processed:
         counters["extract/empty"] += 1
         return Processed(None, None, "extract/empty", dict(counters))
 
-    signals = measure(extracted.text)
+    signals = measure(extracted.text, extracted.prose)
     rule = judge(signals, pipeline.quality)
     if rule is not None:
         counters[f"quality/dropped/{rule}"] += 1
         return Processed(None, None, f"quality/{rule}", dict(counters))
     counters["quality/kept"] += 1
 
-    scrubber = PiiScrubber(pipeline.pii)
+    scrubber = PiiScrubber(pipeline.pii, page_regions(page.url, extracted.language_hint))
     scrubbed = scrubber.scrub(extracted.text)
     for kind, count in scrubbed.counts.items():
         if count:

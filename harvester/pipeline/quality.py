@@ -1,12 +1,17 @@
 """Quality signals and the rules that drop documents on them (Gopher and C4 heuristics).
 
 Signals are kept as columns on every document, so users can re-threshold without re-crawling.
+Except for the word count, they are measured on the page's prose (its text without code
+blocks and tables): Gopher's and C4's style and repetition rules were designed on web prose,
+and code or a reference table repeats its tokens by nature (measured on the Python docs:
+`bench/quality.py`).
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from harvester.pipeline.language import identify
@@ -15,21 +20,13 @@ from harvester.spec import Quality
 _WORD = re.compile(r"\S+")
 _ALPHA = re.compile(r"[^\W\d_]")
 _BULLETS = ("\u2022", "-", "*", "\u00b7", "\u2023", "\u2013", "\u2014", "\u27a4", "\u25aa")
-_TERMINAL = (
-    ".",
-    "!",
-    "?",
-    '"',
-    "'",
-    "\u201d",
-    "\u2019",
-    ":",
-    ";",
-    ")",
-    "\u3002",
-    "\uff01",
-    "\uff1f",
-)
+_TERMINAL = (".", "!", "?", '"', "'", "\u201d", "\u2019", "\u3002", "\uff01", "\uff1f")
+"""C4's line endings (and their typographic and CJK forms); `)` and `:` end index and menu
+entries as often as sentences."""
+MIN_STYLE_WORDS = 50
+"""Words of prose the line-style rules (C4's punctuation, Gopher's bullets and ellipses) need
+to judge a page: they were made to catch menus and link lists, and a reference page whose text
+is a table with a one-line introduction has no sample to judge."""
 # Gopher scales the allowed n-gram coverage with n.
 _TOP_NGRAM_SCALE = {2: 1.0, 3: 0.9, 4: 0.8}
 _DUP_10GRAM_SCALE = 10 / 15  # Gopher allows 0.15 at 5-grams down to 0.10 at 10-grams
@@ -45,9 +42,10 @@ class Signals:
     mean_word_length: float
     symbol_word_ratio: float
     alpha_word_ratio: float
-    bullet_line_ratio: float
-    ellipsis_line_ratio: float
-    punctuated_line_ratio: float
+    bullet_line_ratio: float | None
+    """None (as the two below) when the prose has under `MIN_STYLE_WORDS` words to judge."""
+    ellipsis_line_ratio: float | None
+    punctuated_line_ratio: float | None
     duplicate_line_ratio: float
     duplicate_paragraph_ratio: float
     top_2gram_ratio: float
@@ -65,9 +63,15 @@ def _ratio(part: float, whole: float) -> float:
     return round(part / whole, 4) if whole else 0.0
 
 
+def _line_ratio(lines: list[str], words: int, test: Callable[[str], bool]) -> float | None:
+    if words < MIN_STYLE_WORDS:
+        return None
+    return _ratio(sum(1 for line in lines if test(line)), len(lines))
+
+
 def _duplicate_ratio(items: list[str]) -> float:
-    counts = Counter(items)
-    return _ratio(sum(c for c in counts.values() if c > 1), len(items))
+    """Share of items that repeat an earlier one (the first occurrence is not counted)."""
+    return _ratio(len(items) - len(set(items)), len(items))
 
 
 def _top_ngram_ratio(words: list[str], n: int, chars: int) -> float:
@@ -79,36 +83,41 @@ def _top_ngram_ratio(words: list[str], n: int, chars: int) -> float:
 
 
 def _duplicate_ngram_ratio(words: list[str], n: int, chars: int) -> float:
-    """Characters of words covered by an n-gram that occurs more than once (Gopher)."""
-    if len(words) < n:
-        return 0.0
-    grams = list(zip(*(words[i:] for i in range(n)), strict=False))
-    counts = Counter(grams)
-    covered = [False] * len(words)
-    for i, gram in enumerate(grams):
-        if counts[gram] > 1:
-            covered[i : i + n] = [True] * n
-    return _ratio(sum(len(w) for w, c in zip(words, covered, strict=True) if c), chars)
+    """Characters of words in n-grams that repeat an earlier one, scanned left to right and
+    skipping past each repeat (Gopher, as datatrove and FineWeb count it)."""
+    seen: set[tuple[str, ...]] = set()
+    repeated, i = 0, 0
+    while i <= len(words) - n:
+        gram = tuple(words[i : i + n])
+        if gram in seen:
+            repeated += sum(len(w) for w in gram)
+            i += n
+        else:
+            seen.add(gram)
+            i += 1
+    return _ratio(repeated, chars)
 
 
-def measure(text: str) -> Signals:
-    """Compute every signal of a text."""
-    words = _WORD.findall(text.lower())
+def measure(text: str, prose: str | None = None) -> Signals:
+    """Every signal of a text: its word count, and the rest on its `prose` (default: all of
+    it)."""
+    prose = text if prose is None else prose
+    words = _WORD.findall(prose.lower())
     chars = sum(len(w) for w in words)
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    paragraphs = [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip()]
-    language, score = identify(text) if words else ("", 0.0)
-    symbols = text.count("#") + text.count("...") + text.count("…")
+    lines = [line.strip() for line in prose.splitlines() if line.strip()]
+    paragraphs = [p.strip() for p in re.split(r"\n\s*\n", prose) if p.strip()]
+    language, score = identify(prose) if words else ("", 0.0)
+    symbols = prose.count("#") + prose.count("...") + prose.count("…")
     return Signals(
-        word_count=len(words),
+        word_count=len(_WORD.findall(text)),
         language=language,
         language_score=round(score, 4),
         mean_word_length=_ratio(chars, len(words)),
         symbol_word_ratio=_ratio(symbols, len(words)),
         alpha_word_ratio=_ratio(sum(1 for w in words if _ALPHA.search(w)), len(words)),
-        bullet_line_ratio=_ratio(sum(1 for ln in lines if ln.startswith(_BULLETS)), len(lines)),
-        ellipsis_line_ratio=_ratio(sum(1 for ln in lines if ln.endswith(("...", "…"))), len(lines)),
-        punctuated_line_ratio=_ratio(sum(1 for ln in lines if ln.endswith(_TERMINAL)), len(lines)),
+        bullet_line_ratio=_line_ratio(lines, len(words), lambda ln: ln.startswith(_BULLETS)),
+        ellipsis_line_ratio=_line_ratio(lines, len(words), lambda ln: ln.endswith(("...", "…"))),
+        punctuated_line_ratio=_line_ratio(lines, len(words), lambda ln: ln.endswith(_TERMINAL)),
         duplicate_line_ratio=_duplicate_ratio(lines),
         duplicate_paragraph_ratio=_duplicate_ratio(paragraphs),
         top_2gram_ratio=_top_ngram_ratio(words, 2, chars),
@@ -117,6 +126,10 @@ def measure(text: str) -> Signals:
         duplicate_5gram_ratio=_duplicate_ngram_ratio(words, 5, chars),
         duplicate_10gram_ratio=_duplicate_ngram_ratio(words, 10, chars),
     )
+
+
+def _beyond(value: float | None, limit: float | None) -> bool:
+    return value is not None and limit is not None and value > limit
 
 
 def judge(s: Signals, rules: Quality) -> str | None:
@@ -135,9 +148,9 @@ def judge(s: Signals, rules: Quality) -> str | None:
         ),
         ("symbols", s.symbol_word_ratio > rules.max_symbol_word_ratio),
         ("non_alpha", s.alpha_word_ratio < rules.min_alpha_word_ratio),
-        ("bullets", s.bullet_line_ratio > rules.max_bullet_line_ratio),
-        ("ellipsis", s.ellipsis_line_ratio > rules.max_ellipsis_line_ratio),
-        ("punctuation", s.punctuated_line_ratio < rules.min_punctuated_line_ratio),
+        ("bullets", _beyond(s.bullet_line_ratio, rules.max_bullet_line_ratio)),
+        ("ellipsis", _beyond(s.ellipsis_line_ratio, rules.max_ellipsis_line_ratio)),
+        ("punctuation", _beyond(rules.min_punctuated_line_ratio, s.punctuated_line_ratio)),
         ("duplicate_lines", s.duplicate_line_ratio > rules.max_duplicate_line_ratio),
         (
             "duplicate_paragraphs",

@@ -8,6 +8,7 @@ import random
 from pathlib import Path
 
 import pytest
+from selectolax.lexbor import LexborHTMLParser
 
 from harvester.pipeline.extract import extract
 from harvester.spec import Extraction
@@ -76,5 +77,51 @@ def test_pages_of_each_doc_generator_come_out_clean(site: str) -> None:
                         Extraction(markdown=True), use_budget=False)  # fmt: skip
         for text in (found.text, found.markdown or "", found.title or ""):
             assert "¶" not in text and "§" not in text, (page.name, text[:200])
+        tree = LexborHTMLParser(page.read_text(errors="replace"))  # the title is the page's
+        said = [" ".join(n.text().split()) for n in tree.css("title, h1")]
+        assert any(found.title and found.title in title for title in said), (found.title, said)
         if found.title:  # the text does not repeat it; the markdown is a page with its "# title"
             assert found.text.partition("\n")[0].strip() != found.title.strip(), page.name
+
+
+def test_a_link_named_copy_is_content_and_a_glyph_link_anywhere_is_furniture() -> None:
+    page = PAGE.replace(
+        f"<p>{PROSE * 3}</p>",
+        f'<p>{PROSE * 3} See <a href="sql-copy.html">COPY</a> for bulk loads.'
+        ' <a href="https://git.example.org/commit/b073c3c">§</a></p>',
+        1,
+    )
+    text = extract(page, "https://e.org/p", Extraction()).text
+    assert "See COPY for bulk loads." in text and "§" not in text
+
+
+API_ENTRY = f"""<html><head><title>pilots</title></head><body><div role="main">
+<h1>pilots</h1><p>{PROSE * 3}</p>
+<dl class="py function"><dt class="sig" id="board">
+<span class="sig-name">board</span>(<em>vessel</em>)<a class="headerlink" href="#board">¶</a></dt>
+<dd><p>Board a vessel and
+guide it through the channel.</p>
+<div class="highlight-pycon"><div class="highlight"><pre><span>&gt;&gt;&gt; </span>board(v)
+<span>'aboard'</span>
+</pre></div></div></dd></dl>
+<pre class="synopsis">BOARD <em>vessel</em> [ AT <em>dawn</em> ]
+    [ WITH <em>pilot</em> ]</pre>
+<p>{PROSE * 2}</p></div></body></html>"""
+
+
+def test_definitions_and_synopses_keep_their_code_and_paragraphs_are_lines() -> None:
+    found = extract(API_ENTRY, "https://docs.example.org/pilots", Extraction(markdown=True))
+    assert "board(vessel)\nBoard a vessel and guide it through the channel.\n" in found.text
+    assert ">>> board(v)\n'aboard'" in found.text  # an API entry's example keeps its lines
+    assert "```\nBOARD vessel [ AT dawn ]\n    [ WITH pilot ]\n```" in (found.markdown or "")
+    assert "board(v)" not in found.prose and "BOARD vessel" not in found.prose
+    assert all(line == line.strip() for line in found.prose.splitlines())
+
+
+def test_a_note_box_heading_is_not_the_title() -> None:
+    page = f"""<html><head><title>pilot</title></head><body><div class="refentry">
+<div class="refnamediv"><h2><span class="refentrytitle">pilot</span></h2>
+<p>pilot — guide a vessel</p></div><div class="refsect1"><h2>Description</h2>
+<p>{PROSE * 3}</p><div class="note"><h3 class="title">Note</h3><p>{PROSE}</p></div>
+<p>{PROSE * 2}</p></div></div></body></html>"""
+    assert extract(page, "https://docs.example.org/p", Extraction()).title == "pilot"

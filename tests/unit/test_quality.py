@@ -57,3 +57,72 @@ def test_rules_are_configurable() -> None:
     assert judge(measure(text), Quality(min_words=1, min_punctuated_line_ratio=0)) is None
     assert judge(measure(FRENCH), Quality(languages=["fr"])) is None
     assert judge(measure(FRENCH), Quality(languages=[])) is None
+
+
+CODE_LINE = "    result = client.fetch(url, timeout=timeout, retries=retries)\n"
+API_PAGE = f"""<html lang="en"><head><title>Fetching</title></head><body><main><article>
+<h1>Fetching pages</h1><p>{SENTENCE * 3}</p>
+<pre><code>{CODE_LINE * 30}</code></pre><p>{ARTICLE}</p>
+<table><tr><th>Option</th><th>Meaning</th></tr>
+{"<tr><td>timeout</td><td>Seconds to wait for the server to answer</td></tr>" * 25}
+</table></article></main></body></html>"""
+
+
+def test_repetition_is_measured_on_prose_not_on_code_or_tables() -> None:
+    found = extract(API_PAGE, "http://docs.test/fetch.html", Extraction())
+    assert CODE_LINE.strip() in found.text and CODE_LINE.strip() not in found.prose
+    assert "Seconds to wait" in found.text and "Seconds to wait" not in found.prose
+    signals = measure(found.text, found.prose)
+    assert signals.word_count == len(found.text.split())  # the length counts code and tables
+    assert judge(signals, Quality()) is None
+    # Judged on the whole text, code and table rows fail the line rules.
+    assert judge(measure(found.text), Quality()) is not None
+
+
+def test_presets_set_thresholds_and_explicit_values_win() -> None:
+    sites, web = Quality(), Quality(preset="web")
+    assert (
+        sites.preset == "sites" and web.max_duplicate_ngram_ratio < sites.max_duplicate_ngram_ratio
+    )
+    assert Quality(preset="web", max_top_ngram_ratio=0.5).max_top_ngram_ratio == 0.5
+    assert Quality(max_top_ngram_ratio=0.25).max_top_ngram_ratio == 0.25
+    with pytest.raises(ValueError, match="sites"):
+        Quality.model_validate({"preset": "forum"})
+
+
+# An API reference repeats its phrases around what each entry says: Python's C-API pages.
+_SENTENCES = [f"{s.strip()}." for s in ARTICLE.split(".") if len(s.split()) > 6]
+REFERENCE = " ".join(
+    f"PyObject *PyNumber_{name}(PyObject *o1, PyObject *o2). Return value: New reference. "
+    f"Returns the {name.lower()} of o1 and o2, or NULL on failure. {said}"
+    for name, said in zip(["Add", "Subtract", "Multiply", "Remainder", "Power", "Lshift"],
+                          _SENTENCES, strict=False)
+)  # fmt: skip
+SPAM = " ".join([ARTICLE] * 2)
+STUFFED = " ".join(f"cheap flights {w}" for w in ARTICLE.split()[:60]) + "."
+
+
+@pytest.mark.parametrize(
+    ("text", "sites", "web"),
+    [
+        (REFERENCE, None, "duplicate_ngrams"),
+        (SPAM, "duplicate_ngrams", "duplicate_ngrams"),
+        (STUFFED, "top_ngram", "top_ngram"),
+        (ARTICLE, None, None),
+    ],
+)
+def test_sites_keeps_references_and_both_presets_drop_spam(
+    text: str, sites: str | None, web: str | None
+) -> None:
+    assert judge(measure(text), Quality()) == sites
+    assert judge(measure(text), Quality(preset="web")) == web
+
+
+def test_line_style_rules_need_enough_prose_to_judge() -> None:
+    table_page = "Columns of the sequence catalog\n" + "\n".join(
+        f"| seq{n} | int8 | Value number {n} of the sequence |" for n in range(30)
+    )
+    signals = measure(table_page, "Columns of the sequence catalog")
+    assert signals.punctuated_line_ratio is None and judge(signals, Quality()) is None
+    menu = "\n".join(" ".join(BARE_WORDS[i : i + 3]) for i in range(0, 90, 3))
+    assert judge(measure(menu), Quality()) == "punctuation"
