@@ -12,7 +12,9 @@ import pyarrow as pa
 from harvester.pipeline.pii import KINDS
 from harvester.pipeline.quality import Signals
 
-PII_COUNTS = pa.struct([(kind, pa.int32()) for kind in KINDS])
+PII_COUNTS = pa.struct([(kind, pa.int32()) for kind in (*KINDS, "url")])
+"""Values found (and masked or kept) per kind in the text, and `url`: values found in the
+page's URL, which is kept as fetched (it is the document's identity): a flag to filter on."""
 QUALITY_FIELDS = [
     pa.field(f"quality_{name}", pa.int32() if name == "word_count" else pa.float32())
     for name in Signals.__dataclass_fields__

@@ -15,7 +15,7 @@ import ipaddress
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import phonenumbers
 from babel.core import get_global
@@ -136,6 +136,25 @@ def page_regions(url: str, lang: str | None) -> tuple[str, ...]:
     if len(tld) == 2 and tld.isalpha():
         regions.append("GB" if tld == "UK" else tld)
     return tuple(dict.fromkeys(r for r in regions if r in phonenumbers.SUPPORTED_REGIONS))
+
+
+_URL_KINDS = ("email", "card", "iban", "ssn", "national_id")
+"""What a URL is searched for: a path segment or a query value that is only digits is an id
+far more often than a phone, unless its query key names a phone."""
+_PHONE_KEY = re.compile(r"(phone|tel|mobile|cell|fax)", re.IGNORECASE)
+
+
+def url_pii(url: str, scrubber: PiiScrubber) -> int:
+    """Personal data found in a URL's path segments and query values (decoded). The URL is
+    the document's identity and stays as fetched; the count flags it (`pii_counts.url`)."""
+    parts = urlsplit(url)
+    segments = [unquote(s) for s in parts.path.split("/") if s]
+    pairs = parse_qsl(parts.query, keep_blank_values=False)
+    found = scrubber.scrub("\n".join([*segments, *(value for _, value in pairs)])).counts
+    phones = [v for k, v in pairs if _PHONE_KEY.search(k)]
+    return sum(found[kind] for kind in _URL_KINDS) + (
+        scrubber.scrub("\n".join(phones)).counts["phone"] if phones else 0
+    )
 
 
 def _likely_territory(language: str) -> str | None:

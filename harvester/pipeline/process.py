@@ -15,7 +15,7 @@ import numpy.typing as npt
 from harvester.pipeline.document import Document, parse_date
 from harvester.pipeline.extract import extract, fallback, fingerprint
 from harvester.pipeline.minhash import signatures
-from harvester.pipeline.pii import PiiScrubber, page_regions
+from harvester.pipeline.pii import PiiScrubber, page_regions, url_pii
 from harvester.pipeline.quality import judge, measure
 from harvester.pipeline.text import content_hash
 from harvester.spec import Pipeline
@@ -87,6 +87,9 @@ def process_page(page: Page, pipeline: Pipeline) -> Processed:
         counters[f"pii/dropped/{scrubbed.drop}"] += 1
         return Processed(None, None, f"pii/{scrubbed.drop}", dict(counters))
     markdown = scrubber.scrub(extracted.markdown).text if extracted.markdown else None
+    in_url = url_pii(page.url, scrubber)
+    if in_url:
+        counters["pii/url"] += 1
 
     dedup = pipeline.dedup
     document = Document(
@@ -103,7 +106,7 @@ def process_page(page: Page, pipeline: Pipeline) -> Processed:
         raw_sha256=page.raw_sha256,
         extractor=fingerprint(pipeline.extract),
         extraction_method=extracted.method,
-        pii_counts=scrubbed.counts,
+        pii_counts={**scrubbed.counts, "url": in_url},
         signals=signals,
     )
     signature = signatures([scrubbed.text], dedup.num_perm, dedup.ngram)[0]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harvester.pipeline.pii import PiiScrubber, page_regions
+from harvester.pipeline.pii import PiiScrubber, page_regions, url_pii
 from harvester.spec import Pii
 from tests.pii_corpus import corpus, scores
 
@@ -70,3 +70,18 @@ def test_national_ids_are_opt_in_and_validated(country: str, value: str) -> None
         .counts["national_id"]
         == 0
     )
+
+
+@pytest.mark.parametrize(
+    ("url", "found"),
+    [
+        ("https://example.com/unsubscribe?email=jane.doe%40example.org&list=7", 1),
+        ("https://example.com/users/jane.doe@example.org/profile", 1),
+        ("https://example.com/callback?tel=%2B1%20415%20555%202671", 1),
+        ("https://example.com/pay?card=4111111111111111&iban=DE89370400440532013000", 2),
+        ("https://example.com/products/4155552671?page=2", 0),  # an id, not a phone
+        ("https://example.com/2024/03/15/notes-v3.11.2.html", 0),
+    ],
+)
+def test_personal_data_in_a_url_is_counted(url: str, found: int) -> None:
+    assert url_pii(url, PiiScrubber(Pii())) == found
