@@ -125,3 +125,15 @@ def test_a_note_box_heading_is_not_the_title() -> None:
 <p>{PROSE * 3}</p><div class="note"><h3 class="title">Note</h3><p>{PROSE}</p></div>
 <p>{PROSE * 2}</p></div></div></body></html>"""
     assert extract(page, "https://docs.example.org/p", Extraction()).title == "pilot"
+
+
+def test_the_resiliparse_engine_reads_the_same_clean_page() -> None:
+    found = extract(PAGE, "https://docs.example.org/pilots", Extraction(engine="resiliparse"))
+    assert found.method == "resiliparse" and found.title == "Channel pilots"
+    assert "narrow channel at dawn" in found.text and "pilot --board vessel" in found.text
+    assert "pilot --board vessel" not in found.prose
+    for widget in WIDGETS:
+        assert widget not in found.text, widget
+    assert not found.text.startswith("Channel pilots")
+    with pytest.raises(ValueError, match="markdown needs engine: trafilatura"):
+        Extraction(engine="resiliparse", markdown=True)
