@@ -106,6 +106,15 @@ def datatrove_verdict(text: str) -> str | None:
     return None
 
 
+def _glyphs_in_prose(html: str) -> int:
+    """Glyphs the page writes as text, outside links ("Section markers (§) link to…")."""
+    tree = LexborHTMLParser(html)
+    for node in tree.css("a, script, style"):
+        node.decompose()
+    text = tree.body.text() if tree.body is not None else ""
+    return sum(text.count(g) for g in GLYPHS)
+
+
 def judge_file(job: tuple[str, Path, Path, Pipeline, bool]) -> Verdict:
     site, root, path, pipeline, compare = job
     html = path.read_text(errors="replace")
@@ -120,7 +129,7 @@ def judge_file(job: tuple[str, Path, Path, Pipeline, bool]) -> Verdict:
         path=str(path.relative_to(root)),
         article=is_article(html),
         dropped=done.dropped,
-        glyphs=sum(text.count(g) for g in GLYPHS),
+        glyphs=max(0, sum(text.count(g) for g in GLYPHS) - _glyphs_in_prose(html)),
         widgets=sum(1 for line in text.splitlines() if WIDGET.fullmatch(line.strip()))
         + len(COOKIE_NOTICE.findall(text)),
         title_repeated=bool(doc and doc.title and first == doc.title.strip()),
@@ -161,7 +170,9 @@ def report(verdicts: list[Verdict], examples: int) -> None:
     kept = [v for v in verdicts if v.dropped is None]
     print(f"\nin {len(kept)} kept documents:")
     with_glyphs = sorted((v for v in kept if v.glyphs), key=lambda v: -v.glyphs)
-    print(f"  permalink glyphs (¶ § 🔗) in title or text: {sum(v.glyphs for v in kept)}")
+    print(
+        f"  permalink glyphs (¶ § 🔗, beyond those written as text): {sum(v.glyphs for v in kept)}"
+    )
     for v in with_glyphs[:examples]:
         print(f"      {v.glyphs:4}  {v.site}/{v.path}")
     print(
