@@ -171,6 +171,16 @@ LOOK_ALIKES = [
     "Room 4.012 on floor 4.",
     "Error 0x80070005 appeared.",
     "Latitude 40.712776, longitude -74.005974.",
+    # What the Python docs print (a crawl of them masked these as US phones):
+    "An int in range from -2147483647 to 2147483647.",
+    "lists could only hold up to 2**31 - 1 = 2147483647 items",
+    ">>> int(_, 16)\n3232235521",
+    ">>> X = NormalDist(10, 2.5).samples(n, seed=8675309)",
+    ">>> d = Decimal('-1234567.8901')",
+    ">>> moneyfmt(Decimal(123456789), sep=' ')\n'123 456 789.00'",
+    "Decimal('31.01875') is the variance.",
+    ">>> for i in ii: print(i, end=' ')\n1 2 3 4 5 6 7 8 9 10",
+    "See https://web.archive.org/web/20070710175930/http://starship.python.net/ for it.",
 ]
 """Numbers that are not personal data; each must come out unchanged."""
 

@@ -40,7 +40,7 @@ _EMAIL = re.compile(
     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?)*\.[A-Za-z]{2,24}\b"
 )
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,4})?\b")
-_CARD = re.compile(r"(?<![\d.,-])\d(?:[ -]?\d){12,18}(?![\d]|[.,-]\d)")
+_CARD = re.compile(r"(?<![\d.,/-])\d(?:[ -]?\d){12,18}(?![\d/]|[.,-]\d)")  # not a URL's path
 _SSN = re.compile(r"(?<![\d-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d-])")
 _IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w]|\.\d)")
 _IPV6 = re.compile(r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
@@ -49,7 +49,7 @@ _CARD_PREFIXES = ("2", "3", "4", "5", "6")  # Mastercard 2-series, Amex, Visa, M
 _BEFORE = 40
 """Characters before a phone-like number in which its words are looked for."""
 _PHONE_WORDS = re.compile(
-    r"(phone|tel|call|fax|mobile|cell|whatsapp|sms|contact|hotline|ring|dial|t[ée]l[ée]phone|"
+    r"(phone|tel|call|fax|mobile|cell|whatsapp|sms|contact|hotline|ring|dial|reach|t[ée]l[ée]phone|"
     r"telefon|handy|m[óo]vil|cellulare|telefono|portable|numer telefonu|tlf|puhelin)",
     re.IGNORECASE,
 )
@@ -63,6 +63,11 @@ _REFERENCE_WORDS = re.compile(
 )
 """A reference's name right before the number ("Order No. 4155552671", "Invoice #…")."""
 _GLUE = "-/_#."
+_NOT_A_NUMBER = re.compile(
+    r"\d{1,3}(?:[., ]\d{3})*[.,]\d{2}"  # an amount: 1,234,567.89 or 123 456 789.00
+    r"|\d+[.,]\d+"  # a decimal: 1234567.8901
+    r"|(?:\d\D+){3,}\d+"  # a count: 1 2 3 4 5 6 7 8 9 10
+)
 _NATIONAL_IDS: dict[str, tuple[re.Pattern[str], Callable[[str], bool]]] = {
     "DE": (re.compile(r"(?<![\w-])[1-9]\d{10}(?![\w-])"), de_idnr.is_valid),
     "ES": (
@@ -223,17 +228,22 @@ class PiiScrubber:
 
 
 def _is_phone(text: str, start: int, end: int) -> bool:
-    """Not glued to letters or digits ("INV-2024-000123", "1Z999AA10123456784"), and not
-    named a reference by the words before it unless they also say phone."""
+    """Not glued to letters or digits ("INV-2024-000123", "1Z999AA10123456784") nor assigned
+    (`seed=8675309`), not an amount, a decimal or a count ("1234567.89", "1 2 3 4 5"), and
+    not named a reference by the words before it unless they also say phone. A bare run of
+    digits ("2147483647", what code and arithmetic print) is a phone only when they say so."""
     before, after = text[max(0, start - 2) : start], text[end : end + 2]
     if before[-1:].isalnum() or (before[-1:] in _GLUE and before[:1].isalnum()):
         return False
     if after[:1].isalnum() or (after[:1] in _GLUE and after[1:2].isalnum()):
         return False
+    raw = text[start:end]
+    if before[-1:] == "=" or _NOT_A_NUMBER.fullmatch(raw):
+        return False
     context = text[max(0, start - _BEFORE) : start].rsplit("\n", 1)[-1]
     if _PHONE_WORDS.search(context):
         return True
-    return not _REFERENCE_WORDS.search(context)
+    return not raw.isdigit() and not _REFERENCE_WORDS.search(context)
 
 
 def _spans(
