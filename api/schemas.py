@@ -53,6 +53,14 @@ class Progress(BaseModel):
     pages_per_s: float
 
 
+class FailureGroup(BaseModel):
+    """URLs of a job that failed or were skipped for one reason."""
+
+    reason: str = Field(description='Outcome and reason, e.g. "failed connect/refused".')
+    count: int = Field(description="URLs that ended so.")
+    examples: list[str] = Field(description="A few of those URLs, first admitted first.")
+
+
 class JobOut(BaseModel):
     """A job as the API shows it."""
 
@@ -66,6 +74,10 @@ class JobOut(BaseModel):
     cancel_requested: bool
     schedule_id: str | None
     progress: Progress
+    failures: list[FailureGroup] = Field(
+        description="Once the job has ended: its failed and skipped URLs by reason, most "
+        "frequent first, with examples."
+    )
     snapshot: SnapshotRef | None
     counters: dict[str, int]
 

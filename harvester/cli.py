@@ -13,6 +13,7 @@ import uvloop
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy.orm import Session, sessionmaker
 
 from harvester.catalog.db import open_catalog
@@ -38,6 +39,11 @@ app = typer.Typer(
     add_completion=False,
 )
 console = Console(stderr=True)
+
+
+def _error(label: str, message: str) -> None:
+    """One line on stderr, printed literally: no markup read in it, no wrapping."""
+    console.print(Text.assemble((f"{label}:", "red"), " ", message), soft_wrap=True)
 
 
 def _build_spec(
@@ -155,7 +161,7 @@ def crawl(
             )
         store = BlobStore.from_settings(settings)
     except ConfigurationError as exc:
-        console.print(f"[red]error:[/] {exc}")
+        _error("error", str(exc))
         raise typer.Exit(2) from exc
     sessions = open_catalog(settings.database_url)
     job_id = None if fresh else find_resumable(sessions, job_spec)
@@ -190,7 +196,7 @@ def crawl(
         console.print("stopped; run the same command again to resume")
         raise typer.Exit(130)
     if job.state != JobState.SUCCEEDED or job.snapshot_version is None:
-        console.print(f"[red]{job.state}:[/] {job.error or 'cancelled'}")
+        _error(job.state, job.error or "cancelled")
         raise typer.Exit(1)
     manifest = Snapshots(store).manifest(job_spec.dataset, job.snapshot_version)
     splits = ", ".join(f"{name} {info.rows}" for name, info in manifest.splits.items())
@@ -234,7 +240,7 @@ def datasets_show(
         name, version = parse_ref(ref)
         manifest = _snapshots().manifest(name, version)
     except NotFound as exc:
-        console.print(f"[red]error:[/] {exc}")
+        _error("error", str(exc))
         raise typer.Exit(2) from exc
     print(manifest.to_json().decode())
 
@@ -249,7 +255,7 @@ def datasets_download(
         name, version = parse_ref(ref)
         manifest = _snapshots().download(name, version, target)
     except (NotFound, StorageError) as exc:
-        console.print(f"[red]error:[/] {exc}")
+        _error("error", str(exc))
         raise typer.Exit(2 if isinstance(exc, NotFound) else 1) from exc
     print(f"{name}@v{manifest.version}: {len(manifest.files)} files verified")
     print(target / name / f"v{manifest.version}")
@@ -291,7 +297,7 @@ def keys_list() -> None:
 def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id.")]) -> None:
     """Revoke a key (API processes stop accepting it within seconds)."""
     if not revoke_key(_catalog(), key_id):
-        console.print(f"[red]error:[/] no active key {key_id}")
+        _error("error", f"no active key {key_id}")
         raise typer.Exit(2)
     print(f"revoked {key_id}")
 
@@ -300,7 +306,7 @@ def _roles(api: bool, worker: bool, scheduler: bool, host: str, port: int) -> No
     try:
         settings = Settings()
     except ValueError as exc:
-        console.print(f"[red]error:[/] invalid settings: {exc}")
+        _error("error", f"invalid settings: {exc}")
         raise typer.Exit(2) from exc
     uvloop.run(
         run_roles(

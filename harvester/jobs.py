@@ -16,10 +16,11 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, exists, or_, select, update
+from sqlalchemy import delete, exists, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -279,6 +280,47 @@ def build_input(sessions: sessionmaker[Session], job_id: str, spec: JobSpec) -> 
     return BuildInput(spec, [job_id], list(parts), frozenset(gone), stats)
 
 
+@dataclass(frozen=True)
+class Failure:
+    """URLs of a job that failed or were skipped for one reason ("failed connect/refused")."""
+
+    reason: str
+    count: int
+    examples: list[str]
+
+
+def failures(session: Session, job_id: str, groups: int = 10, examples: int = 3) -> list[Failure]:
+    """A job's failed and skipped URLs by outcome and reason, most frequent first, with a few
+    example URLs each."""
+    unfinished = FrontierEntry.outcome.in_(("failed", "skipped"))
+    counted = session.execute(
+        select(FrontierEntry.outcome, FrontierEntry.reason, func.count())
+        .where(FrontierEntry.job_id == job_id, unfinished)
+        .group_by(FrontierEntry.outcome, FrontierEntry.reason)
+        .order_by(func.count().desc(), FrontierEntry.outcome, FrontierEntry.reason)
+        .limit(groups)
+    ).all()
+    return [
+        Failure(
+            f"{outcome} {reason}",
+            count,
+            list(
+                session.scalars(
+                    select(FrontierEntry.url)
+                    .where(
+                        FrontierEntry.job_id == job_id,
+                        FrontierEntry.outcome == outcome,
+                        FrontierEntry.reason == reason,
+                    )
+                    .order_by(FrontierEntry.id)
+                    .limit(examples)
+                )
+            ),
+        )
+        for outcome, reason, count in counted
+    ]
+
+
 def build(
     sessions: sessionmaker[Session],
     store: BlobStore,
@@ -296,9 +338,13 @@ def build(
     Returns None when the claim was lost on the way."""
     with sessions() as session:
         saved = Counter((session.get(Job, job_id) or Job()).stats or {})
+        why = "; ".join(
+            f"{f.count} {f.reason} ({', '.join(f.examples)})" for f in failures(session, job_id)
+        )
     if saved["fetch/outcome/fetched"] + saved["fetch/outcome/not-modified"] == 0:
-        finish(sessions, job_id, JobState.FAILED, "no page could be fetched", fence=(worker, token))
-        raise BuildError("no page could be fetched")
+        error = f"no page could be fetched: {why}" if why else "no page could be fetched"
+        finish(sessions, job_id, JobState.FAILED, error, fence=(worker, token))
+        raise BuildError(error)
     lost = threading.Event()
     done = threading.Event()
 

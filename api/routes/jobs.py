@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -11,10 +12,10 @@ from sqlalchemy import func, select
 from api.deps import Admin, Reader, Svc
 from api.errors import ApiError
 from api.links import JOB_LINKS
-from api.schemas import JobOut, Page, PageOutcome, Progress, SnapshotRef
+from api.schemas import FailureGroup, JobOut, Page, PageOutcome, Progress, SnapshotRef
 from harvester.catalog.models import FrontierEntry, Job
+from harvester.jobs import Failure, create_job, failures
 from harvester.jobs import cancel as cancel_job
-from harvester.jobs import create_job
 from harvester.spec import JobSpec
 from harvester.stats import Stats
 
@@ -50,8 +51,8 @@ def _progress(job: Job) -> Progress:
     )
 
 
-def job_out(job: Job) -> JobOut:
-    """The API view of a job row."""
+def job_out(job: Job, failed: Sequence[Failure] = ()) -> JobOut:
+    """The API view of a job row (with its `failures` when given)."""
     return JobOut(
         id=job.id,
         dataset=job.dataset,
@@ -63,6 +64,9 @@ def job_out(job: Job) -> JobOut:
         cancel_requested=job.cancel_requested,
         schedule_id=job.schedule_id,
         progress=_progress(job),
+        failures=[
+            FailureGroup(reason=f.reason, count=f.count, examples=f.examples) for f in failed
+        ],
         snapshot=SnapshotRef(dataset=job.dataset, version=job.snapshot_version)
         if job.snapshot_version
         else None,
@@ -108,8 +112,12 @@ def list_jobs(
 
 @router.get("/{job_id}")
 def get_job(job_id: str, svc: Svc, _: Reader) -> JobOut:
-    """A job with live progress and, once done, its snapshot."""
-    return job_out(_get(svc, job_id))
+    """A job with live progress and, once done, its snapshot and its failures by reason."""
+    job = _get(svc, job_id)
+    if job.state not in ("succeeded", "failed", "cancelled"):
+        return job_out(job)
+    with svc.sessions() as session:
+        return job_out(job, failures(session, job_id))
 
 
 @router.post("/{job_id}/cancel")

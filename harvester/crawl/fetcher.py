@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
 import ssl
 import time
@@ -422,6 +423,24 @@ def _proxy_error(message: str) -> FetchError:
     return ProxyFailure("proxy/error", f"the proxy refused the request: {message}")
 
 
+_ERRNO_REASONS = {
+    errno.ECONNREFUSED: "connect/refused",
+    errno.EHOSTUNREACH: "connect/unreachable",
+    errno.ENETUNREACH: "connect/unreachable",
+    errno.ECONNRESET: "connect/reset",
+}
+
+
+def _connect_reason(exc: BaseException) -> str:
+    """`connect/refused` and the like, from the OS error under httpx's ConnectError."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in _ERRNO_REASONS:
+            return _ERRNO_REASONS[seen.errno]
+        seen = seen.__cause__ or seen.__context__
+    return "connect"
+
+
 def _translate(exc: httpx.HTTPError, proxied: bool) -> FetchError:
     """The single boundary where httpx exceptions become Harvester's."""
     if isinstance(exc, httpx.ProxyError):
@@ -432,7 +451,7 @@ def _translate(exc: httpx.HTTPError, proxied: bool) -> FetchError:
         kind = type(exc).__name__.removesuffix("Timeout").lower() or "read"
         return TransientFetchError(f"timeout/{kind}", "timed out")
     if isinstance(exc, httpx.ConnectError):
-        return TransientFetchError("connect", "connection failed")
+        return TransientFetchError(_connect_reason(exc), "connection failed")
     if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
         return PermanentFetchError("invalid-url", str(exc))
     if isinstance(exc, httpx.DecodingError):

@@ -182,6 +182,19 @@ def test_ranges_etags_and_paths_outside_the_snapshot(sqlite_service: Service, de
         assert api.get("/v1/datasets/nope/snapshots/latest").json()["error"]["code"] == "not_found"
 
 
+def test_a_job_whose_seeds_all_fail_says_why(sqlite_service: Service) -> None:
+    closed = f"http://127.0.0.63:{free_port('127.0.0.63')}/"  # nothing listens there
+    with sqlite_service.client() as api:
+        created = api.post("/v1/jobs", json=_demo_job(closed, "closed"))
+        job = _wait(api, created.json()["id"], ("succeeded", "failed"))
+    assert job["state"] == "failed"
+    assert job["error"] == f"no page could be fetched: 1 failed connect/refused ({closed})"
+    assert job["failures"] == [
+        {"reason": "failed connect/refused", "count": 1, "examples": [closed]}
+    ]
+    assert job["progress"]["failed_by_reason"] == {"connect/refused": 1}
+
+
 def test_validation_errors_name_the_field(sqlite_service: Service) -> None:
     with sqlite_service.client() as api:
         unknown = api.post(

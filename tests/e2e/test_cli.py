@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from harvester.demo_site import make_demo_server
+from tests.conftest import free_port
 from tests.webtest import SiteServer, SiteState, start
 
 HARVESTER = str(Path(sys.executable).with_name("harvester"))
@@ -90,6 +91,22 @@ def test_without_allow_private_loopback_is_refused(tmp_path: Path, demo: str) ->
     )
     assert done.returncode == 1
     assert "fetched 0," in done.stdout
+    assert f"failed: no page could be fetched: 1 failed blocked/loopback ({demo})\n" in done.stderr
+
+
+def test_a_seed_on_a_closed_port_fails_with_that_reason(tmp_path: Path) -> None:
+    seed = f"http://127.0.0.64:{free_port('127.0.0.64')}/docs/%5Bdraft%5D"  # printed literally
+    done = subprocess.run(
+        [HARVESTER, "crawl", seed, "--dataset", "closed", "--allow-private"],
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1, done.stderr
+    shown = seed.replace("%5B", "[").replace("%5D", "]")  # as canonicalised: rich kept "[draft]"
+    line = f"failed: no page could be fetched: 1 failed connect/refused ({shown})\n"
+    assert line in done.stderr, done.stderr
 
 
 def test_invalid_spec_is_a_clear_error(tmp_path: Path) -> None:
