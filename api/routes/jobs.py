@@ -16,6 +16,7 @@ from api.schemas import FailureGroup, JobOut, Page, PageOutcome, Progress, Snaps
 from harvester.catalog.models import FrontierEntry, Job
 from harvester.jobs import Failure, create_job, failures
 from harvester.jobs import cancel as cancel_job
+from harvester.service.pools import load_pool
 from harvester.spec import JobSpec
 from harvester.stats import Stats
 
@@ -85,7 +86,20 @@ def _get(svc: Svc, job_id: str) -> Job:
 @router.post("", status_code=201, responses=JOB_LINKS)
 def submit(spec: JobSpec, svc: Svc, _: Admin) -> JobOut:
     """Validate and queue a crawl job; a worker picks it up."""
+    known_pool(svc, spec)
     return job_out(_get(svc, create_job(svc.sessions, spec)))
+
+
+def known_pool(svc: Svc, spec: JobSpec, field: str = "body.proxy_pool") -> None:
+    """Refuse a spec naming a proxy pool that is not stored (422), before it is queued."""
+    if spec.proxy_pool is not None and load_pool(svc.sessions, spec.proxy_pool) is None:
+        raise ApiError(
+            422,
+            "validation_error",
+            f"invalid request: {field}: no proxy pool named {spec.proxy_pool!r}"
+            " (PUT /v1/proxy-pools/{name} first)",
+            [{"field": field, "message": "no such proxy pool"}],
+        )
 
 
 @router.get("")

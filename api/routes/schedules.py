@@ -11,7 +11,7 @@ from sqlalchemy import select
 from api.deps import Admin, Reader, Svc
 from api.errors import ApiError
 from api.links import JOB_LINKS, SCHEDULE_LINKS
-from api.routes.jobs import job_out
+from api.routes.jobs import job_out, known_pool
 from api.schemas import JobOut, ScheduleIn, ScheduleOut, SchedulePatch
 from harvester.catalog.models import Job, Schedule
 from harvester.errors import ConfigurationError
@@ -59,6 +59,7 @@ def create(body: ScheduleIn, svc: Svc, _: Admin) -> ScheduleOut:
     """A new schedule; its first run is the next time the cron names."""
     _check(body.cron, body.timezone)
     spec = parse_spec(body.job)
+    known_pool(svc, spec, "body.job.proxy_pool")
     now = datetime.now(UTC)
     schedule = Schedule(
         id=str(uuid.uuid4()),

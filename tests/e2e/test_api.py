@@ -214,6 +214,16 @@ def test_validation_errors_name_the_field(sqlite_service: Service) -> None:
             json={"cron": "every day", "job": {"dataset": "d", "seeds": ["http://x.test/"]}},
         )
         assert cron.status_code == 422 and cron.json()["error"]["details"][0]["field"] == "cron"
+        pool = api.post("/v1/jobs", json={"dataset": "d", "seeds": ["http://x.test/"],
+                                          "proxy_pool": "nowhere"})  # fmt: skip
+        assert pool.status_code == 422 and "no proxy pool named 'nowhere'" in pool.text
+        assert pool.json()["error"]["details"][0]["field"] == "body.proxy_pool"
+        assert api.get("/v1/jobs").json()["items"] == []  # nothing was queued
+        scheduled = api.post("/v1/schedules", json={
+            "cron": "0 3 * * *", "job": {"dataset": "d", "seeds": ["http://x.test/"],
+                                         "proxy_pool": "nowhere"}})  # fmt: skip
+        assert scheduled.status_code == 422, scheduled.text
+        assert scheduled.json()["error"]["details"][0]["field"] == "body.job.proxy_pool"
 
 
 def test_auth_scopes_and_key_management(sqlite_service: Service) -> None:
