@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from sqlalchemy.orm import Session, sessionmaker
 
 from api import errors
@@ -25,7 +26,7 @@ def create_app(
 ) -> FastAPI:
     """The API; `worker` (in `harvester serve`) lets it show live proxy health."""
     store = BlobStore.from_settings(settings)
-    app = FastAPI(
+    app = FastAPIOffline(  # Swagger UI and ReDoc served from the package: /docs works offline
         title="Harvester",
         version="0.1.0",
         description="Crawl jobs, dataset snapshots, schedules and proxy pools. "
