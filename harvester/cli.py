@@ -257,6 +257,9 @@ def datasets_download(
     except (NotFound, StorageError) as exc:
         _error("error", str(exc))
         raise typer.Exit(2 if isinstance(exc, NotFound) else 1) from exc
+    except OSError as exc:  # the target, not the store: a path that cannot be written
+        _error("error", f"cannot write the snapshot under {target}: {exc.strerror or exc}")
+        raise typer.Exit(1) from exc
     print(f"{name}@v{manifest.version}: {len(manifest.files)} files verified")
     print(target / name / f"v{manifest.version}")
 
@@ -308,17 +311,21 @@ def _roles(api: bool, worker: bool, scheduler: bool, host: str, port: int) -> No
     except ValueError as exc:
         _error("error", f"invalid settings: {exc}")
         raise typer.Exit(2) from exc
-    uvloop.run(
-        run_roles(
-            settings,
-            api=api,
-            worker=worker,
-            scheduler=scheduler,
-            host=host,
-            port=port,
-            announce=lambda line: print(line, flush=True),
+    try:
+        uvloop.run(
+            run_roles(
+                settings,
+                api=api,
+                worker=worker,
+                scheduler=scheduler,
+                host=host,
+                port=port,
+                announce=lambda line: print(line, flush=True),
+            )
         )
-    )
+    except ConfigurationError as exc:
+        _error("error", str(exc))
+        raise typer.Exit(2) from exc
 
 
 Host = Annotated[str, typer.Option(help="Address to listen on.")]

@@ -8,6 +8,7 @@ import gc
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +20,7 @@ import uvloop
 from harvester.catalog.db import open_catalog
 from harvester.config import Settings
 from harvester.cpu import CpuPool
+from harvester.errors import ConfigurationError
 from harvester.logs import configure as configure_logs
 from harvester.service.keys import bootstrap
 from harvester.service.scheduler import Scheduler
@@ -49,6 +51,7 @@ async def run_roles(
     stops: list[Callable[[], None]] = []
     tasks: list[asyncio.Task[None]] = []
     with contextlib.ExitStack() as stack:
+        listening = stack.enter_context(_listen(host, port)) if api else None
         the_worker = None
         if worker:
             cpu = stack.enter_context(CpuPool(memory_mb=settings.pipeline_memory_mb))
@@ -78,7 +81,7 @@ async def run_roles(
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, stop)
         serving: Awaitable[None] | None = None
-        if server is not None and worker:
+        if server is not None and listening is not None and worker:
             # The API gets a thread and an event loop of its own: the crawl's coroutines must
             # never delay an answer (one loop showed ~1 s of lag under a full-speed crawl).
             # Its threads still wait for the GIL behind the crawl's; a shorter switch interval
@@ -86,9 +89,11 @@ async def run_roles(
             # 15/35/210 ms at the default 5 ms, 12/28/174 ms at 1 ms).
             sys.setswitchinterval(SERVE_SWITCH_INTERVAL_S)
             api_thread = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="api"))
-            serving = asyncio.wrap_future(api_thread.submit(uvloop.run, server.serve()))
-        elif server is not None:
-            serving = server.serve()
+            serving = asyncio.wrap_future(
+                api_thread.submit(uvloop.run, server.serve(sockets=[listening]))
+            )
+        elif server is not None and listening is not None:
+            serving = server.serve(sockets=[listening])
         if the_worker is not None:
             # Crawling is throughput work; the API (the thread started above, or a process on
             # the same machine) answers people and scripts and must win the cores. Linux keeps
@@ -110,6 +115,19 @@ async def run_roles(
             await serving
             stop()
         await asyncio.gather(*tasks)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The API's socket, bound before anything starts: a port in use is one clear error."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigurationError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    return sock
 
 
 def _task(coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -79,6 +80,27 @@ def test_crawl_of_the_demo_site(tmp_path: Path, demo: str) -> None:
     assert table.num_rows == 24 and "<EMAIL>" in " ".join(table.column("text").to_pylist())
     missing = cli("show", "demo@v9")
     assert missing.returncode == 2 and "no version 9" in missing.stderr
+    (tmp_path / "a-file").write_text("")
+    unwritable = cli("download", "demo", str(tmp_path / "a-file" / "out"))
+    assert unwritable.returncode == 1 and "Traceback" not in unwritable.stderr
+    assert f"error: cannot write the snapshot under {tmp_path}/a-file/out: " in unwritable.stderr
+
+
+def test_a_port_in_use_is_one_clear_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [HARVESTER, "serve", "--port", str(port)],
+            env=_env(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 2
+    assert f"error: cannot listen on 127.0.0.1:{port}: Address already in use\n" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_without_allow_private_loopback_is_refused(tmp_path: Path, demo: str) -> None:
