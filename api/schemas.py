@@ -73,6 +73,9 @@ class JobOut(BaseModel):
     error: str | None
     cancel_requested: bool
     schedule_id: str | None
+    local: bool = Field(
+        description="Run by a `harvester crawl` process: service workers never take it."
+    )
     progress: Progress
     failures: list[FailureGroup] = Field(
         description="Once the job has ended: its failed and skipped URLs by reason, most "

@@ -168,7 +168,7 @@ def crawl(
     if job_id:
         console.print(f"resuming job {job_id}")
     else:
-        job_id = create_job(sessions, job_spec)
+        job_id = create_job(sessions, job_spec, local=True)
         console.print(f"job {job_id}")
     if allow_private:
         settings = settings.model_copy(update={"allow_private_networks": True})

@@ -60,16 +60,22 @@ FINISHED = (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
 
 
 def create_job(
-    sessions: sessionmaker[Session], spec: JobSpec, schedule_id: str | None = None
+    sessions: sessionmaker[Session],
+    spec: JobSpec,
+    schedule_id: str | None = None,
+    *,
+    local: bool = False,
 ) -> str:
-    """Queue a job for `spec`; returns its id."""
+    """Queue a job for `spec` (`local`: for this process alone, see `Job.local`); its id."""
     job_id = str(uuid.uuid4())
     with sessions.begin() as session:
-        session.add(new_job(job_id, spec, schedule_id))
+        session.add(new_job(job_id, spec, schedule_id, local=local))
     return job_id
 
 
-def new_job(job_id: str, spec: JobSpec, schedule_id: str | None = None) -> Job:
+def new_job(
+    job_id: str, spec: JobSpec, schedule_id: str | None = None, *, local: bool = False
+) -> Job:
     """A queued job row (for callers that insert it in a transaction of their own)."""
     return Job(
         id=job_id,
@@ -82,15 +88,18 @@ def new_job(job_id: str, spec: JobSpec, schedule_id: str | None = None) -> Job:
         schedule_id=schedule_id,
         token=0,
         admitted=0,
+        local=local,
     )
 
 
 def find_resumable(sessions: sessionmaker[Session], spec: JobSpec) -> str | None:
-    """The newest unfinished job with exactly this spec, if any (a killed crawl to resume)."""
+    """The newest unfinished local job with exactly this spec, if any (a killed `harvester
+    crawl` to resume)."""
     with sessions() as session:
         return session.scalar(
             select(Job.id)
             .where(
+                Job.local.is_(True),
                 Job.dataset == spec.dataset,
                 Job.spec_hash == spec.fingerprint(),
                 Job.state.in_(UNFINISHED),
@@ -137,11 +146,14 @@ def _ready_to_build(session: Session) -> ColumnElement[bool]:
 
 
 def buildable(sessions: sessionmaker[Session], only: Sequence[str] | None = None) -> list[str]:
-    """The jobs whose build a worker may claim now (among `only`, if given)."""
+    """The jobs whose build a worker may claim now (among `only`, if given; a service
+    worker's, `only` None, never a local job's)."""
     with sessions() as session:
         query = select(Job.id).where(_ready_to_build(session))
         if only is not None:
             query = query.where(Job.id.in_(list(only)))
+        else:
+            query = query.where(Job.local.is_(False))
         return list(session.scalars(query))
 
 

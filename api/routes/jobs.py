@@ -64,6 +64,7 @@ def job_out(job: Job, failed: Sequence[Failure] = ()) -> JobOut:
         error=job.error,
         cancel_requested=job.cancel_requested,
         schedule_id=job.schedule_id,
+        local=job.local,
         progress=_progress(job),
         failures=[
             FailureGroup(reason=f.reason, count=f.count, examples=f.examples) for f in failed

@@ -198,6 +198,8 @@ class HostLeases:
         )
         if jobs is not None:
             work = work.where(FrontierEntry.job_id.in_(list(jobs)))
+        else:  # a service worker takes no host for the URLs of a `harvester crawl` process
+            work = work.where(Job.local.is_(False))
         return and_(Host.blocked.is_(False), exists(work))
 
     def acquire(self, want: int, jobs: Sequence[str] | None = None) -> list[HeldHost]:

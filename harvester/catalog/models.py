@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -52,6 +53,9 @@ class Job(Base):
     """Catalog-clock epoch seconds until which the builder's claim holds."""
     admitted: Mapped[int] = mapped_column(Integer, default=0)
     """URLs admitted to the frontier: `limits.max_pages` is counted here, across workers."""
+    local: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """A job a `harvester crawl` process runs: service workers never take its URLs, its
+    hosts or its build, also once that process is gone (the same command resumes it)."""
 
 
 class FrontierEntry(Base):

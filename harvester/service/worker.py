@@ -287,6 +287,8 @@ class Worker:
         )
         if self._only is not None:
             query = query.where(Job.id.in_(sorted(self._only)))
+        else:  # a service worker: never a `harvester crawl` process's job
+            query = query.where(Job.local.is_(False))
         with self._sessions() as session:
             return list(session.execute(query.order_by(Job.created_at)).all())
 

@@ -14,11 +14,13 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pyarrow.parquet as pq
 import pytest
 
 from harvester.demo_site import make_demo_server
 from tests.conftest import free_port
+from tests.e2e.test_api import ADMIN, run_serve
 from tests.webtest import SiteServer, SiteState, start
 
 HARVESTER = str(Path(sys.executable).with_name("harvester"))
@@ -224,5 +226,43 @@ def test_sigkilled_crawl_resumes_without_refetching(tmp_path: Path) -> None:
     # again: bounded by rate x flush interval + the domain's concurrency.
     assert twice <= rate * 0.5 + concurrency + 1
     assert fetched_before_kill > 40
+    site.shutdown()
+    site.server_close()
+
+
+def test_a_service_never_takes_a_cli_crawl_which_resumes_after_ctrl_c(tmp_path: Path) -> None:
+    site = start(SiteServer("127.0.0.8", SiteState(pages=60, sitemap=False)))
+    service = run_serve(tmp_path, f"sqlite:///{tmp_path}/h.db")  # the same catalog and store
+    served = next(service)
+    command = [HARVESTER, "crawl", site.origin + "/", "--dataset", "shared", "--allow-private",
+               "--rate", "10", "--concurrency-per-domain", "1"]  # fmt: skip
+    first = subprocess.Popen(command, env=_env(tmp_path), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 60
+    while _outcomes(tmp_path / "h.db") < 10:
+        assert time.monotonic() < deadline, "the crawl did not start"
+        time.sleep(0.05)
+    first.send_signal(signal.SIGINT)  # Ctrl-C
+    _, err = first.communicate(timeout=60)
+    assert first.returncode == 130, err
+    assert "run the same command again to resume" in err
+    fetched = len(site.state.log)
+    time.sleep(6)  # several ticks of the service's worker, which must leave the job alone
+    assert len(site.state.log) == fetched
+    with httpx.Client(base_url=served.url, headers={"Authorization": f"Bearer {ADMIN}"}) as api:
+        (job,) = api.get("/v1/jobs").json()["items"]
+    assert job["local"] is True and job["state"] == "running", job
+
+    second = subprocess.run(command, env=_env(tmp_path), capture_output=True, text=True,
+                            timeout=120)  # fmt: skip
+    assert second.returncode == 0, second.stderr
+    assert f"resuming job {job['id']}" in second.stderr
+    with sqlite3.connect(tmp_path / "h.db") as conn:
+        jobs = conn.execute("select count(*) from jobs").fetchone()[0]
+        states = Counter(r[0] for r in conn.execute("select state from frontier"))
+    assert jobs == 1 and set(states) == {"done"}
+    pages = Counter(h.path for h in site.state.log if h.path.startswith("/page/"))
+    assert len(pages) > 40 and max(pages.values()) <= 2  # each page once (in flight: twice)
+    next(service, None)  # SIGTERM, and waits for it to exit
     site.shutdown()
     site.server_close()
