@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi_offline import FastAPIOffline
 from sqlalchemy.orm import Session, sessionmaker
 
 from api import errors
 from api.bodyguard import BodyGuard
-from api.deps import Services
+from api.deps import Services, known_query
 from api.routes import datasets, health, hosts, jobs, keys, proxy_pools, schedules
 from api.schemas import ERROR_RESPONSES
 from harvester.catalog.db import open_catalog
@@ -46,5 +46,7 @@ def create_app(
         writes_per_minute=settings.api_writes_per_minute,
     )
     for module in (health, jobs, datasets, schedules, hosts, proxy_pools, keys):
-        app.include_router(module.router, responses=ERROR_RESPONSES)
+        app.include_router(
+            module.router, responses=ERROR_RESPONSES, dependencies=[Depends(known_query)]
+        )
     return app

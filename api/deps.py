@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -73,6 +76,34 @@ async def admin(scope: Annotated[Scope, Depends(_scope)]) -> Scope:
     if scope != "admin":
         raise ApiError(403, "forbidden", "this route needs a key with the admin scope")
     return scope
+
+
+_DECLARED: dict[int, frozenset[str]] = {}
+
+
+def _query_names(dependant: Dependant) -> Iterator[str]:
+    yield from (param.alias for param in dependant.query_params)
+    for sub in dependant.dependencies:
+        yield from _query_names(sub)
+
+
+async def known_query(request: Request) -> None:
+    """Refuse query parameters a route does not declare (422): a misspelt filter would
+    otherwise be ignored and answer as if it had not been given."""
+    route = request.scope.get("route")
+    if not isinstance(route, APIRoute) or not request.query_params:
+        return
+    declared = _DECLARED.get(id(route))
+    if declared is None:
+        declared = _DECLARED[id(route)] = frozenset(_query_names(route.dependant))
+    unknown = sorted(set(request.query_params) - declared)
+    if unknown:
+        raise ApiError(
+            422,
+            "validation_error",
+            f"invalid request: unknown query parameter {', '.join(map(repr, unknown[:5]))}",
+            [{"field": f"query.{name}", "message": "unknown query parameter"} for name in unknown],
+        )
 
 
 Reader = Annotated[Scope, Depends(reader)]
