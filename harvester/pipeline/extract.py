@@ -85,13 +85,22 @@ def _time_budget(seconds: float) -> Iterator[None]:
         signal.signal(signal.SIGPROF, previous)
 
 
-def fallback(html: str, method: str) -> Extracted:
-    """The cheap extraction: visible text of `main`/`article` (or body) minus page furniture."""
+def _main(html: str) -> tuple[LexborHTMLParser, Node | None]:
     tree = LexborHTMLParser(html)
-    title_node = tree.css_first("title")
     for node in tree.css(_FALLBACK_DROP):
         node.decompose()
-    root = tree.css_first("main, article") or tree.body
+    return tree, tree.css_first("main, article") or tree.body
+
+
+def visible_text(html: str) -> str:
+    """The visible text of `main`/`article` (or body) minus page furniture."""
+    return _visible(_main(html)[1])
+
+
+def fallback(html: str, method: str) -> Extracted:
+    """The cheap extraction: `visible_text`, and that without code blocks and tables."""
+    tree, root = _main(html)
+    title_node = tree.css_first("title")
     text = _visible(root)
     if root is not None:
         for node in root.css(_NOT_PROSE):

@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from harvester.pipeline.document import Document, parse_date
-from harvester.pipeline.extract import extract, fallback, fingerprint
+from harvester.pipeline.extract import extract, fingerprint, visible_text
 from harvester.pipeline.minhash import signatures
 from harvester.pipeline.pii import PiiScrubber, page_regions, url_pii
 from harvester.pipeline.quality import judge, measure
@@ -60,7 +60,7 @@ def process_page(page: Page, pipeline: Pipeline) -> Processed:
     counters: Counter[str] = Counter()
     # Pre-pass: trafilatura keeps a subset of the visible text, so a page whose whole visible
     # text is under the word minimum cannot pass; judge it at selectolax speed (~100x faster).
-    visible = fallback(page.html, "prepass").text
+    visible = visible_text(page.html)
     if len(visible.split()) < pipeline.quality.min_words:
         counters["extract/prepass"] += 1
         counters["quality/dropped/too_short"] += 1
