@@ -51,6 +51,24 @@ class Progress(BaseModel):
     duplicates: int
     documents_written: int
     pages_per_s: float
+    waiting: list[str] = Field(
+        default=[],
+        description="While the job runs (`GET /v1/jobs/{id}` only): its hosts that send nothing "
+        'for now and why, e.g. "shop.example: proxies cooling down until 05:12:30 UTC", '
+        '"Retry-After after a 429 until …", "Crawl-delay 10 s".',
+    )
+
+
+class HostProgress(BaseModel):
+    """One host of a job: its URLs by where they stand."""
+
+    host: str
+    fetched: int = Field(description="URLs fetched or found not modified (304).")
+    failed: int
+    skipped: int
+    pending: int = Field(description="URLs not done yet: waiting for a worker or claimed.")
+    holder: str | None = Field(description="The worker holding the host's lease now.")
+    waiting: str | None = Field(description="Why the holder sends nothing for now, if so.")
 
 
 class FailureGroup(BaseModel):

@@ -6,16 +6,18 @@ import asyncio
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 import uvloop
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
-from rich.text import Text
 from sqlalchemy.orm import Session, sessionmaker
 
+from api.routes.jobs import job_out
+from api.schemas import HostProgress, JobOut
+from harvester import __version__
 from harvester.catalog.db import open_catalog
 from harvester.catalog.models import Job
 from harvester.config import Settings
@@ -24,71 +26,62 @@ from harvester.crawl.proxies import ProxyPool, load_proxies_file
 from harvester.demo_site import serve_demo_site
 from harvester.errors import ConfigurationError, NotFound, StorageError
 from harvester.jobs import FINISHED, JobState, create_job, find_resumable
+from harvester.jobview import host_counts, waiting
+from harvester.progressview import ProgressView, outcome_lines
+from harvester.remote_cli import (
+    console,
+    datasets_pull,
+    error,
+    jobs_app,
+    schedules_app,
+    spec_data,
+)
 from harvester.service.keys import create_key, list_keys, revoke_key
 from harvester.service.runner import run_roles
 from harvester.service.worker import Worker
-from harvester.spec import JobSpec, load_spec_file, parse_spec
+from harvester.spec import parse_spec
 from harvester.staging import staging_prefix
-from harvester.stats import Stats
 from harvester.store.blob import BlobStore
 from harvester.store.snapshots import Snapshots, parse_ref, version_prefix
 
 app = typer.Typer(
-    help="Harvester: crawl the web politely and build versioned datasets.",
+    help="Harvester: crawl the web politely and build versioned datasets.\n\n"
+    "Local commands (crawl, datasets list/show/download, keys, serve) use the catalog at "
+    "HARVESTER_DATABASE_URL (default ./var/harvester.db) and the store at "
+    "HARVESTER_STORAGE_URL (default ./var/store), relative to the current directory. Remote "
+    "commands (jobs, schedules, datasets pull) talk to --server / HARVESTER_SERVER with "
+    "HARVESTER_API_KEY.",
     no_args_is_help=True,
     add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
-console = Console(stderr=True)
+app.add_typer(jobs_app, name="jobs", no_args_is_help=True)
+app.add_typer(schedules_app, name="schedules", no_args_is_help=True)
 
 
-def _error(label: str, message: str) -> None:
-    """One line on stderr, printed literally: no markup read in it, no wrapping."""
-    console.print(Text.assemble((f"{label}:", "red"), " ", message), soft_wrap=True)
+def _version(show: bool) -> None:
+    if show:
+        print(f"harvester {__version__}")
+        raise typer.Exit()
 
 
-def _build_spec(
-    seeds: list[str], dataset: str | None, spec_file: Path | None, overrides: dict[str, Any]
-) -> JobSpec:
-    data: dict[str, Any] = load_spec_file(spec_file) if spec_file else {}
-    if seeds:
-        data["seeds"] = seeds
-    if dataset:
-        data["dataset"] = dataset
-    for dotted, value in overrides.items():
-        if value is None:
-            continue
-        section, key = dotted.split(".")
-        data.setdefault(section, {})[key] = value
-    return parse_spec(data)
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """Harvester: crawl the web politely and build versioned datasets."""
 
 
-def _progress_table(worker: Worker, job_id: str, stats: Stats, started: float) -> Table:
-    done = sum(stats.with_prefix("fetch/outcome").values())
-    elapsed = max(asyncio.get_running_loop().time() - started, 1e-9)
-    table = Table(
-        title=(
-            f"job {job_id} — fetched {stats.get('fetch/outcome/fetched')}  "
-            f"failed {stats.get('fetch/outcome/failed')}  "
-            f"skipped {stats.get('fetch/outcome/skipped')}  "
-            f"queued {stats.get('frontier/discovered') - done}  "
-            f"({stats.get('fetch/outcome/fetched') / elapsed:.1f} pages/s)"
-        ),
-        title_justify="left",
-    )
-    for column in ("host", "fetched", "in memory", "pages/s", "rate limit/s"):
-        table.add_column(column, justify="left" if column == "host" else "right")
-    runners = sorted(worker.runners.values(), key=lambda r: -r.fetched)
-    for runner in runners[:12]:
-        span = runner.last_fetch - runner.first_fetch
-        rate = (runner.fetched - 1) / span if span > 0 else 0.0
-        table.add_row(
-            runner.host,
-            str(runner.fetched),
-            str(runner.queued + runner.in_flight),
-            f"{rate:.2f}",
-            f"{runner.controller.rate:.2f}",
-        )
-    return table
+def _local_view(sessions: sessionmaker[Session], job_id: str) -> tuple[JobOut, list[HostProgress]]:
+    """The job and its hosts as the API would show them."""
+    with sessions() as session:
+        job = session.get(Job, job_id)
+        assert job is not None
+        hosts = [HostProgress(**vars(h)) for h in host_counts(session, job_id, 12)]
+        return job_out(job, waits=waiting(session, job_id)), hosts
 
 
 def _job(sessions: sessionmaker[Session], job_id: str) -> Job:
@@ -104,13 +97,13 @@ async def _run_with_progress(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, worker.stop)
-    started = loop.time()
     task = asyncio.create_task(worker.run())
     if show:
+        view = ProgressView()
         with Live(console=console, refresh_per_second=4, transient=False) as live:
             while not task.done():
-                stats = Stats((await asyncio.to_thread(_job, sessions, job_id)).stats)
-                live.update(_progress_table(worker, job_id, stats, started))
+                job, hosts = await asyncio.to_thread(_local_view, sessions, job_id)
+                live.update(view.render(job, hosts))
                 await asyncio.wait([task], timeout=0.5)
     await task
 
@@ -138,15 +131,17 @@ def crawl(
     `harvester serve` on the same catalog keeps one budget per host with it."""
     settings = Settings()
     try:
-        job_spec = _build_spec(
-            seeds or [],
-            dataset,
-            spec,
-            {
-                "limits.max_pages": max_pages,
-                "politeness.requests_per_second": rate,
-                "politeness.concurrency_per_domain": concurrency_per_domain,
-            },
+        job_spec = parse_spec(
+            spec_data(
+                seeds or [],
+                dataset,
+                spec,
+                {
+                    "limits.max_pages": max_pages,
+                    "politeness.requests_per_second": rate,
+                    "politeness.concurrency_per_domain": concurrency_per_domain,
+                },
+            )
         )
         pool = None
         if proxies is not None:
@@ -161,7 +156,7 @@ def crawl(
             )
         store = BlobStore.from_settings(settings)
     except ConfigurationError as exc:
-        _error("error", str(exc))
+        error("error", str(exc))
         raise typer.Exit(2) from exc
     sessions = open_catalog(settings.database_url)
     job_id = None if fresh else find_resumable(sessions, job_spec)
@@ -185,18 +180,14 @@ def crawl(
         worker.use(job_id, job_spec, pool)
         uvloop.run(_run_with_progress(worker, sessions, job_id, progress and sys.stderr.isatty()))
     job = _job(sessions, job_id)
-    stats = Stats(job.stats)
-    print(
-        f"{job_spec.dataset}: job {job_id} fetched {stats.get('fetch/outcome/fetched')}, "
-        f"not-modified {stats.get('fetch/outcome/not-modified')}, "
-        f"failed {stats.get('fetch/outcome/failed')}, skipped {stats.get('fetch/outcome/skipped')}"
-    )
+    for line in outcome_lines(_local_view(sessions, job_id)[0]):
+        print(line)
     print(f"staging: {store.path(staging_prefix(job_id))}")
     if job.state not in FINISHED:
         console.print("stopped; run the same command again to resume")
         raise typer.Exit(130)
     if job.state != JobState.SUCCEEDED or job.snapshot_version is None:
-        _error(job.state, job.error or "cancelled")
+        error(job.state, job.error or "cancelled")
         raise typer.Exit(1)
     manifest = Snapshots(store).manifest(job_spec.dataset, job.snapshot_version)
     splits = ", ".join(f"{name} {info.rows}" for name, info in manifest.splits.items())
@@ -204,8 +195,12 @@ def crawl(
     print(f"snapshot: {store.path(version_prefix(manifest.dataset, manifest.version))}")
 
 
-datasets_app = typer.Typer(help="List, show and download dataset snapshots.", no_args_is_help=True)
+datasets_app = typer.Typer(
+    help="List, show and download dataset snapshots (pull: from a service).",
+    no_args_is_help=True,
+)
 app.add_typer(datasets_app, name="datasets")
+datasets_app.command("pull")(datasets_pull)
 
 
 def _snapshots() -> Snapshots:
@@ -240,7 +235,7 @@ def datasets_show(
         name, version = parse_ref(ref)
         manifest = _snapshots().manifest(name, version)
     except NotFound as exc:
-        _error("error", str(exc))
+        error("error", str(exc))
         raise typer.Exit(2) from exc
     print(manifest.to_json().decode())
 
@@ -255,10 +250,10 @@ def datasets_download(
         name, version = parse_ref(ref)
         manifest = _snapshots().download(name, version, target)
     except (NotFound, StorageError) as exc:
-        _error("error", str(exc))
+        error("error", str(exc))
         raise typer.Exit(2 if isinstance(exc, NotFound) else 1) from exc
     except OSError as exc:  # the target, not the store: a path that cannot be written
-        _error("error", f"cannot write the snapshot under {target}: {exc.strerror or exc}")
+        error("error", f"cannot write the snapshot under {target}: {exc.strerror or exc}")
         raise typer.Exit(1) from exc
     print(f"{name}@v{manifest.version}: {len(manifest.files)} files verified")
     print(target / name / f"v{manifest.version}")
@@ -300,7 +295,7 @@ def keys_list() -> None:
 def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id.")]) -> None:
     """Revoke a key (API processes stop accepting it within seconds)."""
     if not revoke_key(_catalog(), key_id):
-        _error("error", f"no active key {key_id}")
+        error("error", f"no active key {key_id}")
         raise typer.Exit(2)
     print(f"revoked {key_id}")
 
@@ -309,7 +304,7 @@ def _roles(api: bool, worker: bool, scheduler: bool, host: str, port: int) -> No
     try:
         settings = Settings()
     except ValueError as exc:
-        _error("error", f"invalid settings: {exc}")
+        error("error", f"invalid settings: {exc}")
         raise typer.Exit(2) from exc
     try:
         uvloop.run(
@@ -324,7 +319,7 @@ def _roles(api: bool, worker: bool, scheduler: bool, host: str, port: int) -> No
             )
         )
     except ConfigurationError as exc:
-        _error("error", str(exc))
+        error("error", str(exc))
         raise typer.Exit(2) from exc
 
 

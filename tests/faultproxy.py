@@ -4,7 +4,9 @@ Put it between a process and its catalog (or object store) to cause real network
 `stall()` keeps every connection open but moves no byte either way (a partition, a hung
 server), `cut()` resets every open connection and `refuse()` resets new ones (a restart),
 `heal()` goes back to forwarding. `lose_reply(after, at)` lets one statement through and
-drops its answer (a COMMIT that took effect while the client saw its connection die).
+drops its answer (a COMMIT that took effect while the client saw its connection die);
+`cut_reply(request, keep)` forwards only the first bytes of one answer (a download that
+breaks off mid-file).
 For HTTP servers (an object store), `answer(reply)` answers every request itself (an S3
 503 SlowDown) and `slow(seconds)` delays every chunk.
 """
@@ -33,6 +35,7 @@ class FaultProxy:
         self._refusing = False
         self._open: set[socket.socket] = set()
         self._trap: tuple[bytes, bytes] | None = None
+        self._cut: tuple[bytes, int] | None = None
         self._reply: bytes | None = None
         self._delay = 0.0
         self.trapped = threading.Event()
@@ -63,6 +66,12 @@ class FaultProxy:
         drop whatever the server answers, and reset the connection (`trapped` is set)."""
         self.trapped.clear()
         self._trap = (after, at)
+
+    def cut_reply(self, request: bytes, keep: int) -> None:
+        """Once: on the connection whose client sends `request`, forward `keep` bytes of what
+        the server sends next, then reset the connection (`trapped` is set)."""
+        self.trapped.clear()
+        self._cut = (request, keep)
 
     def answer(self, reply: bytes) -> None:
         """Reset open connections; answer each request on new ones with `reply` (a whole HTTP
@@ -130,6 +139,19 @@ class FaultProxy:
                     self.cut()
                     self.trapped.set()
                     return
+                if out and self._cut is not None and self._cut[0] in data:
+                    link.budget, self._cut = self._cut[1], None
+                if not out and link.budget is not None:
+                    sink.sendall(data[: link.budget])
+                    link.budget -= len(data)
+                    if link.budget <= 0:
+                        time.sleep(0.2)  # let the kept bytes reach the client first
+                        self.trapped.set()
+                        for sock in (sink, source):  # wakes the other direction's recv too
+                            with contextlib.suppress(OSError):
+                                sock.shutdown(socket.SHUT_RDWR)
+                        return
+                    continue
                 if self._delay:
                     time.sleep(self._delay)
                 if not link.muted:
@@ -151,6 +173,7 @@ class _Link:
     def __init__(self) -> None:
         self.armed = False
         self.muted = False
+        self.budget: int | None = None
 
 
 def _reset(sock: socket.socket) -> None:

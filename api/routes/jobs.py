@@ -12,10 +12,19 @@ from sqlalchemy import func, select
 from api.deps import Admin, Reader, Svc
 from api.errors import ApiError
 from api.links import JOB_LINKS
-from api.schemas import FailureGroup, JobOut, Page, PageOutcome, Progress, SnapshotRef
+from api.schemas import (
+    FailureGroup,
+    HostProgress,
+    JobOut,
+    Page,
+    PageOutcome,
+    Progress,
+    SnapshotRef,
+)
 from harvester.catalog.models import FrontierEntry, Job
 from harvester.jobs import Failure, create_job, failures
 from harvester.jobs import cancel as cancel_job
+from harvester.jobview import host_counts, waiting
 from harvester.service.pools import load_pool
 from harvester.spec import JobSpec
 from harvester.stats import Stats
@@ -26,7 +35,7 @@ Limit = Annotated[int, Query(ge=1, le=1000)]
 Offset = Annotated[int, Query(ge=0, le=2**31 - 1)]
 
 
-def _progress(job: Job) -> Progress:
+def _progress(job: Job, waits: list[str]) -> Progress:
     stats = Stats(job.stats or {})
     fetched = stats.get("fetch/outcome/fetched")
     rate = 0.0
@@ -49,11 +58,12 @@ def _progress(job: Job) -> Progress:
         duplicates=stats.get("dedup/exact") + stats.get("dedup/near"),
         documents_written=stats.get("build/documents"),
         pages_per_s=round(rate, 2),
+        waiting=waits,
     )
 
 
-def job_out(job: Job, failed: Sequence[Failure] = ()) -> JobOut:
-    """The API view of a job row (with its `failures` when given)."""
+def job_out(job: Job, failed: Sequence[Failure] = (), waits: list[str] | None = None) -> JobOut:
+    """The API view of a job row (with its `failures` and waits when given)."""
     return JobOut(
         id=job.id,
         dataset=job.dataset,
@@ -65,7 +75,7 @@ def job_out(job: Job, failed: Sequence[Failure] = ()) -> JobOut:
         cancel_requested=job.cancel_requested,
         schedule_id=job.schedule_id,
         local=job.local,
-        progress=_progress(job),
+        progress=_progress(job, waits or []),
         failures=[
             FailureGroup(reason=f.reason, count=f.count, examples=f.examples) for f in failed
         ],
@@ -129,10 +139,23 @@ def list_jobs(
 def get_job(job_id: str, svc: Svc, _: Reader) -> JobOut:
     """A job with live progress and, once done, its snapshot and its failures by reason."""
     job = _get(svc, job_id)
-    if job.state not in ("succeeded", "failed", "cancelled"):
-        return job_out(job)
     with svc.sessions() as session:
+        if job.state == "running":
+            return job_out(job, waits=waiting(session, job_id))
+        if job.state not in ("succeeded", "failed", "cancelled"):
+            return job_out(job)
         return job_out(job, failures(session, job_id))
+
+
+@router.get("/{job_id}/hosts")
+def hosts(
+    job_id: str, svc: Svc, _: Reader, limit: Annotated[int, Query(ge=1, le=1000)] = 50
+) -> list[HostProgress]:
+    """The job's hosts, busiest first: URLs fetched, failed, skipped and pending on each, the
+    worker holding it and why it waits, if it does."""
+    _get(svc, job_id)
+    with svc.sessions() as session:
+        return [HostProgress(**vars(h)) for h in host_counts(session, job_id, limit)]
 
 
 @router.post("/{job_id}/cancel")

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -151,12 +151,21 @@ class HostLeases:
     def _postgres(self, session: Session) -> bool:
         return session.get_bind().dialect.name == "postgresql"
 
-    def heartbeat(self, held: Sequence[str]) -> tuple[dict[str, HeldHost], int]:
-        """Extend this worker's leases; returns those still held (with their current policy)
-        and the number of live workers (this one included)."""
+    def heartbeat(
+        self, held: Sequence[str], waiting: Mapping[str, str | None] | None = None
+    ) -> tuple[dict[str, HeldHost], int]:
+        """Extend this worker's leases and record why hosts wait (`waiting`: only the hosts
+        whose reason changed); returns the leases still held (with their current policy) and
+        the number of live workers (this one included)."""
         with self._sessions.begin() as session:
             now = db_now(session)
             alive = now + self.ttl_s
+            for host, why in (waiting or {}).items():
+                session.execute(
+                    update(Host)
+                    .where(Host.host == host, Host.holder == self.holder)
+                    .values(waiting=why)
+                )
             renewed = session.execute(
                 update(Host)
                 .where(Host.holder == self.holder, Host.host.in_(list(held)))
@@ -228,6 +237,7 @@ class HostLeases:
                     holder=self.holder,
                     token=Host.token + 1,
                     expires_at=db_now(session) + self.ttl_s,
+                    waiting=None,
                 )
                 .returning(*_HELD, Host.not_before - db_now(session))
             ).all()
@@ -260,7 +270,12 @@ class HostLeases:
             result = session.execute(
                 update(Host)
                 .where(Host.host == host, Host.holder == self.holder, Host.token == token)
-                .values(holder=None, expires_at=0.0, not_before=db_now(session) + gap_s)
+                .values(
+                    holder=None,
+                    expires_at=0.0,
+                    not_before=db_now(session) + gap_s,
+                    waiting=None,
+                )
             )
             if getattr(result, "rowcount", 0) == 1:
                 session.execute(

@@ -195,6 +195,9 @@ class Host(Base):
     blocked: Mapped[bool] = mapped_column(Boolean, default=False)
     note: Mapped[str | None] = mapped_column(Text)
     policy_updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    waiting: Mapped[str | None] = mapped_column(String(200))
+    """Why the holder sends nothing for now, e.g. `proxies cooling down until 05:12:30 UTC`
+    (None while it fetches or nobody holds the host)."""
 
 
 class WorkerRecord(Base):

@@ -18,6 +18,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -42,6 +43,7 @@ IDLE_RELEASE_S = 2.0
 """A host with no work for this long is given back, so its lease is free for whoever has some."""
 _POLL_S = 1.0  # a safety net: commits wake the runner of each host they add URLs to
 ACTIVE_S = 10.0
+WAIT_SHOWN_S = 2.0
 SITEMAP_BUDGET_S = 30.0
 """Parsing one sitemap (up to 50 MB of XML) may take this long; its process is killed after."""
 
@@ -143,6 +145,29 @@ class HostRunner:
         if tasks:
             asyncio.get_running_loop().call_later(grace_s, _cancel, tasks)
         return tasks
+
+    def waiting(self) -> str | None:
+        """Why this host sends nothing for a while although URLs wait here (shown in the
+        progress of their jobs), or None: every proxy cooling down, a Retry-After, a
+        Crawl-delay. Gaps shorter than `WAIT_SHOWN_S` are ordinary pacing and go unsaid."""
+        if not (self.queued or self.in_flight):
+            return None
+        here = {job for job, queue in self._queues.items() if queue} | set(self._tasks.values())
+        jobs = [self._shared.jobs[job] for job in here if job in self._shared.jobs]
+        # Waiting for proxies only while every job here goes through a cooling pool.
+        proxies = min(
+            (job.proxy_pool.blocked_for(self.host) if job.proxy_pool else 0.0 for job in jobs),
+            default=0.0,
+        )
+        if proxies >= WAIT_SHOWN_S:
+            return f"proxies cooling down until {_clock_in(proxies)}"
+        paused, reason = self.controller.paused()
+        if paused >= WAIT_SHOWN_S:
+            return f"{reason} until {_clock_in(paused)}"
+        delay = max(self._delays.values(), default=0.0)
+        if delay >= WAIT_SHOWN_S and 1 / self.controller.ceiling <= delay * 1.000001:
+            return f"Crawl-delay {delay:g} s"
+        return None
 
     def wake(self) -> None:
         """New URLs may be pending here."""
@@ -437,6 +462,11 @@ class HostRunner:
             self._found(job, links, entry.depth + 1, found)
         if recorder.stage(job.job_id, max_pages, outcome, result, entry.depth, processed):
             self._shared.flush_soon()
+
+
+def _clock_in(seconds: float) -> str:
+    """The UTC time of day `seconds` from now."""
+    return f"{datetime.now(UTC) + timedelta(seconds=seconds):%H:%M:%S} UTC"
 
 
 def _cancel(tasks: list[asyncio.Task[None]]) -> None:

@@ -175,6 +175,14 @@ class ProxyPool:
             release.append(max(proxy.dead.until, ban.until if ban else 0.0))
         return min(release)
 
+    def blocked_for(self, domain: str) -> float:
+        """Seconds until some proxy may serve `domain` again (0 when one may now): every proxy
+        is dead or banned there, cooling down."""
+        now = self._clock()
+        if self._cheapest(domain, now) is not None:
+            return 0.0
+        return max(0.0, self._next_release(domain) - now)
+
     async def acquire(self, domain: str, exclude: set[str] | None = None) -> Proxy:
         """A proxy for `domain`, preferring one not in `exclude` (those already tried)."""
         while True:

@@ -42,6 +42,7 @@ class DomainRateController:
         self._last_sent = -1e9
         self._send_lock = asyncio.Lock()
         self._paused_until = 0.0
+        self._pause_reason = ""
         self._error_streak = 0
 
     def set_ceiling(self, rate: float) -> None:
@@ -63,7 +64,16 @@ class DomainRateController:
 
     def hold_off(self, seconds: float) -> None:
         """Send nothing for `seconds` (the previous holder's gap carries over)."""
-        self._paused_until = max(self._paused_until, self._clock() + seconds)
+        self._pause(seconds, "the previous holder's politeness gap")
+
+    def _pause(self, seconds: float, reason: str) -> None:
+        until = self._clock() + seconds
+        if until > self._paused_until:
+            self._paused_until, self._pause_reason = until, reason
+
+    def paused(self) -> tuple[float, str]:
+        """Seconds left of a pause (Retry-After, a hand-over's gap) and what asked for it."""
+        return max(0.0, self._paused_until - self._clock()), self._pause_reason
 
     async def wait_turn(self) -> None:
         """Sleep until the adaptive rate and any Retry-After pause would let a request go."""
@@ -109,7 +119,7 @@ class DomainRateController:
             self._decrease()
             if retry_after is not None:
                 pause = min(max(retry_after, 0.0), self._max_retry_after)
-                self._paused_until = max(self._paused_until, self._clock() + pause)
+                self._pause(pause, f"Retry-After after a {status}")
             return
         if status >= 500:
             self.on_error()

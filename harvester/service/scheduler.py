@@ -91,8 +91,10 @@ def fire(
                 .limit(1)
             )
             job_id = None if busy is not None else _queue(session, schedule, due_at)
+            if job_id is not None:  # a run that started, by the clock or by a trigger
+                schedule.last_run_at = due_at
             if advance and (busy is not None or job_id is not None):
-                _advance(schedule, due_at)
+                schedule.next_run_at = next_run(schedule.cron, schedule.timezone, due_at)
             session.flush()  # the unique (schedule, due_at) decides who fires
     except IntegrityError:
         return None  # another scheduler fired this run
@@ -120,11 +122,6 @@ def _queue(session: Session, schedule: Schedule, due_at: datetime) -> str | None
         )
     )
     return job_id
-
-
-def _advance(schedule: Schedule, fired: datetime) -> None:
-    schedule.last_run_at = fired
-    schedule.next_run_at = next_run(schedule.cron, schedule.timezone, fired)
 
 
 class Scheduler:

@@ -90,6 +90,7 @@ class Worker:
         self.jobs: dict[str, JobContext] = {}
         self.runners: dict[str, HostRunner] = {}
         self._tokens: dict[str, int] = {}
+        self._waiting: dict[str, str | None] = {}  # what the catalog says each host waits for
         self._serving: set[asyncio.Task[None]] = set()
         self._closing: set[asyncio.Task[None]] = set()  # ended jobs, closed once idle
         self._next_sweep = 0.0
@@ -169,7 +170,13 @@ class Worker:
     async def _heartbeat(self) -> None:
         started = time.monotonic()
         try:
-            held, self._workers = await self._in_catalog(self._leases.heartbeat, list(self._tokens))
+            runners = [r for host, r in self.runners.items() if host in self._tokens]
+            waiting = {r.host: r.waiting() for r in runners}
+            changed = {h: w for h, w in waiting.items() if self._waiting.get(h) != w}
+            held, self._workers = await self._in_catalog(
+                self._leases.heartbeat, list(self._tokens), changed
+            )
+            self._waiting = waiting
         except SQLAlchemyError:
             if not self._proven():
                 for host in list(self._tokens):

@@ -104,9 +104,9 @@ class Snapshots:
         prefix = version_prefix(dataset, manifest.version)
         root = target / dataset / f"v{manifest.version}"
         for entry in manifest.files:
-            self._copy_verified(f"{prefix}/{entry.path}", _inside(root, entry.path), entry)
-        _inside(root, CARD).write_bytes(self.store.read_bytes(f"{prefix}/{CARD}"))
-        _inside(root, MANIFEST).write_bytes(manifest.to_json())
+            self._copy_verified(f"{prefix}/{entry.path}", inside(root, entry.path), entry)
+        inside(root, CARD).write_bytes(self.store.read_bytes(f"{prefix}/{CARD}"))
+        inside(root, MANIFEST).write_bytes(manifest.to_json())
         return manifest
 
     def _copy_verified(self, source: str, dest: Path, entry: FileEntry) -> None:
@@ -123,7 +123,7 @@ class Snapshots:
         partial.replace(dest)
 
 
-def _inside(root: Path, relative: str) -> Path:
+def inside(root: Path, relative: str) -> Path:
     """`root/relative`, refusing paths that climb out of `root` (a hostile manifest)."""
     path = (root / relative).resolve()
     if not path.is_relative_to(root.resolve()):
