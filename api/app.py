@@ -9,8 +9,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from api import errors
 from api.bodyguard import BodyGuard
 from api.deps import Services, known_query
+from api.openapi_errors import declare_errors
 from api.routes import datasets, health, hosts, jobs, keys, proxy_pools, schedules
-from api.schemas import ERROR_RESPONSES
 from harvester.catalog.db import open_catalog
 from harvester.config import Settings
 from harvester.service.worker import Worker
@@ -46,7 +46,6 @@ def create_app(
         writes_per_minute=settings.api_writes_per_minute,
     )
     for module in (health, jobs, datasets, schedules, hosts, proxy_pools, keys):
-        app.include_router(
-            module.router, responses=ERROR_RESPONSES, dependencies=[Depends(known_query)]
-        )
+        declare_errors(module.router)
+        app.include_router(module.router, dependencies=[Depends(known_query)])
     return app

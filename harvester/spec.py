@@ -53,7 +53,9 @@ Pattern = Annotated[str, Field(max_length=2000)]
 
 class _Section(BaseModel):
     # strict: a JSON `true` or `"5"` is not a number (lax mode would take them as 1 and 5).
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, strict=True, use_attribute_docstrings=True
+    )
 
 
 class Scope(_Section):
@@ -62,14 +64,19 @@ class Scope(_Section):
     allowed_domains: Annotated[list[Short], Field(max_length=10_000)] = []
     """Hosts the crawl may visit; empty means the seeds' hosts."""
     include_subdomains: bool = True
+    """Also visit subdomains of `allowed_domains` (docs.example.org for example.org)."""
     max_depth: Annotated[int, Field(ge=0, le=100_000)] = 5
+    """Links followed from a seed at most (a seed is depth 0)."""
     include: Annotated[list[Pattern], Field(max_length=100)] = []
     """Regexes (RE2 syntax); when given, a URL must match one."""
     exclude: Annotated[list[Pattern], Field(max_length=100)] = []
+    """Regexes (RE2 syntax); a URL matching one is left out, whatever `include` says."""
     strip_tracking_params: bool = True
+    """Drop the `tracking_params` from URLs before they are queued, so one page is one URL."""
     tracking_params: Annotated[list[Short], Field(max_length=1000)] = list(DEFAULT_TRACKING_PARAMS)
     """Query parameter names dropped from URLs; a trailing `*` matches a prefix."""
     sitemaps: bool = True
+    """Read the sitemaps robots.txt lists and queue the URLs they name (within scope)."""
 
     @field_validator("include", "exclude")
     @classmethod
@@ -83,16 +90,26 @@ class Limits(_Section):
     """Per-job and per-page budgets."""
 
     max_pages: Annotated[int, Field(ge=1, le=1_000_000_000)] = 10_000
+    """URLs admitted to the job at most, across all hosts and workers; further ones are counted
+    `frontier/rejected/max_pages`."""
     max_bytes_per_page: Annotated[int, Field(ge=1024, le=100 * 1024 * 1024)] = 10 * 1024 * 1024
+    """A body larger than this (after decompression) is not kept: the URL is skipped
+    `too-large`."""
     timeout_s: Annotated[float, Field(gt=0, le=600)] = 30.0
+    """Whole-request limit in seconds: connection, headers and body."""
     connect_timeout_s: Annotated[float, Field(gt=0, le=120)] = 10.0
+    """Seconds to open a connection (TCP and TLS)."""
     read_timeout_s: Annotated[float, Field(gt=0, le=600)] = 20.0
+    """Seconds of silence allowed while reading a response."""
     max_redirects: Annotated[int, Field(ge=0, le=30)] = 10
+    """Redirects followed within a host; longer chains fail `redirect/too-many`."""
     content_types: Annotated[list[Short], Field(max_length=100)] = [
         "text/html",
         "application/xhtml+xml",
     ]
+    """Media types fetched whole; any other is skipped `content-type` after its headers."""
     global_concurrency: Annotated[int, Field(ge=1, le=10_000)] = 64
+    """Requests in flight at once for the whole job, all hosts together."""
     max_duration_s: Annotated[float | None, Field(gt=0, le=90 * 86_400)] = None
     """Wall-clock limit of the crawl: then its pending URLs are skipped and the job builds."""
 
@@ -101,10 +118,16 @@ class Politeness(_Section):
     """How hard each domain may be hit."""
 
     requests_per_second: Annotated[float, Field(gt=0, le=1000)] = 1.0
+    """Rate ceiling per host; several jobs on one host share the lowest of theirs."""
     concurrency_per_domain: Annotated[int, Field(ge=1, le=256)] = 2
+    """Requests in flight at once per host."""
     respect_robots: bool = True
+    """Obey robots.txt (RFC 9309): Disallow rules, Crawl-delay and Sitemap lines."""
     user_agent: Short = "HarvesterBot/1.0 (+https://github.com/harvester)"
+    """The User-Agent header, and the agent robots.txt rules are matched against; give a contact
+    URL or address."""
     max_retry_after_s: Annotated[float, Field(ge=0, le=3600)] = 300.0
+    """A Retry-After longer than this is capped to it."""
     max_crawl_delay_s: Annotated[float, Field(ge=0, le=3600)] = 60.0
     """A robots.txt Crawl-delay longer than this cannot be honoured within a crawl: that
     origin's URLs are skipped `robots/crawl-delay` (as Nutch does), never waited for."""
@@ -120,8 +143,11 @@ class Retry(_Section):
     """Retry policy for transient failures."""
 
     max_attempts: Annotated[int, Field(ge=1, le=20)] = 4
+    """Attempts per URL for transient failures (timeouts, resets, 429, 5xx), the first included."""
     backoff_initial_s: Annotated[float, Field(ge=0, le=600)] = 0.5
+    """Wait before the second attempt; it doubles with each further one (with jitter)."""
     backoff_max_s: Annotated[float, Field(ge=0, le=3600)] = 60.0
+    """Longest wait between two attempts."""
 
 
 class Extraction(_Section):
@@ -135,7 +161,9 @@ class Extraction(_Section):
     fast: bool = False
     """trafilatura's fast mode: no fallback extractors (see bench/extract.py for the trade)."""
     include_comments: bool = False
+    """Keep the comment section of a page in its text."""
     include_tables: bool = True
+    """Keep tables in the text."""
     extensive_date_search: bool = False
     """htmldate's extensive search (dateparser over the whole text): finds a date on more
     pages but doubles the cost of extraction; meta tags, `<time>` and URLs are read anyway."""
@@ -181,21 +209,32 @@ class Quality(_Section):
     """`sites` for crawling chosen sites (documentation, references, blogs), `web` for broad
     web crawls (Gopher/C4/FineWeb thresholds)."""
     min_words: Annotated[int, Field(ge=0)] = 50
+    """Fewer words than this drops a document (`too_short`)."""
     max_words: Annotated[int, Field(ge=1)] = 200_000
+    """More words than this drops a document (`too_long`)."""
     languages: list[str] = ["en"]
     """ISO 639-1 codes kept; empty keeps every language."""
     min_language_score: Annotated[float, Field(ge=0, le=1)] = 0.5
+    """Language identification confidence (py3langid) below this drops a document (`language`)."""
     min_mean_word_length: Annotated[float, Field(ge=0)] = 3.0
+    """Mean word length (characters) below this drops a document (`word_length`)."""
     max_mean_word_length: Annotated[float, Field(gt=0)] = 10.0
+    """Mean word length (characters) above this drops a document (`word_length`)."""
     max_symbol_word_ratio: Annotated[float, Field(ge=0)] = 0.1
+    """Ratio of `#` and ellipsis symbols to words above this drops a document (`symbols`)."""
     min_alpha_word_ratio: Annotated[float, Field(ge=0, le=1)] = 0.7
+    """Share of words with at least one letter below this drops a document (`non_alpha`)."""
     max_bullet_line_ratio: Annotated[float, Field(ge=0, le=1)] = 0.9
+    """Share of lines starting with a bullet above this drops a document (`bullets`)."""
     max_ellipsis_line_ratio: Annotated[float, Field(ge=0, le=1)] = 0.3
+    """Share of lines ending in an ellipsis above this drops a document (`ellipsis`)."""
     min_punctuated_line_ratio: Annotated[float, Field(ge=0, le=1)] = 0.05
     """Share of lines ending in terminal punctuation (C4); menus and link lists fail it."""
     max_duplicate_line_ratio: Annotated[float, Field(ge=0, le=1)] = 0.4
     """Share of lines that repeat an earlier line (and of paragraphs, with the next field)."""
     max_duplicate_paragraph_ratio: Annotated[float, Field(ge=0, le=1)] = 0.3
+    """Share of paragraphs that repeat an earlier one above this drops a document
+    (`duplicate_paragraphs`)."""
     max_top_ngram_ratio: Annotated[float, Field(ge=0, le=1)] = 0.3
     """Characters covered by the most frequent 2-gram (3- and 4-grams scaled as in Gopher)."""
     max_duplicate_ngram_ratio: Annotated[float, Field(ge=0, le=1)] = 0.3
@@ -217,11 +256,18 @@ class Pii(_Section):
     """What to do with each kind of personal data: mask it, drop the document, or keep it."""
 
     email: PiiAction = "mask"
+    """Email addresses: `mask` replaces each with `<EMAIL>`, `drop` drops the document, `keep`
+    leaves it."""
     phone: PiiAction = "mask"
+    """Phone numbers (libphonenumber, in the page's regions): mask as `<PHONE>`, drop or keep."""
     ip: PiiAction = "mask"
+    """IPv4 and IPv6 addresses: mask as `<IP>`, drop or keep."""
     card: PiiAction = "mask"
+    """Payment card numbers (Luhn-checked): mask as `<CARD>`, drop or keep."""
     iban: PiiAction = "mask"
+    """IBANs (checksum-validated): mask as `<IBAN>`, drop or keep."""
     ssn: PiiAction = "mask"
+    """US social security numbers: mask as `<SSN>`, drop or keep."""
     national_id: PiiAction = "mask"
     """For the countries in `national_ids` only."""
     phone_region: Annotated[str, Field(pattern=r"^[A-Z]{2}$")] = "US"
@@ -236,8 +282,12 @@ class Dedup(_Section):
     """Exact and MinHash near-duplicate removal."""
 
     threshold: Annotated[float, Field(gt=0, lt=1)] = 0.8
+    """Estimated Jaccard similarity of shingle sets at or above which two documents are near
+    duplicates."""
     num_perm: Annotated[int, Field(ge=16, le=1024)] = 128
+    """MinHash permutations per signature: more is more precise and slower."""
     ngram: Annotated[int, Field(ge=1, le=32)] = 5
+    """Words per shingle."""
     action: Literal["remove", "keep"] = "remove"
     """`keep` leaves duplicates in place, marked by `cluster_id` (splits still group them)."""
 
@@ -246,18 +296,27 @@ class Pipeline(_Section):
     """Stages every fetched page goes through before it can reach a snapshot."""
 
     extract: Extraction = Extraction()
+    """Main-text extraction."""
     quality: Quality = Quality()
+    """Document quality rules."""
     pii: Pii = Pii()
+    """Personal data handling."""
     dedup: Dedup = Dedup()
+    """Duplicate removal, within the job and against the dataset's published versions."""
 
 
 class Splits(_Section):
     """Split ratios and grouping; assignment is stable across versions."""
 
     train: Annotated[float, Field(ge=0, le=1)] = 0.98
+    """Share of groups assigned to train."""
     validation: Annotated[float, Field(ge=0, le=1)] = 0.01
+    """Share of groups assigned to validation."""
     test: Annotated[float, Field(ge=0, le=1)] = 0.01
+    """Share of groups assigned to test."""
     group_by: Literal["url", "domain", "cluster"] = "cluster"
+    """What stays together in one split: a near-duplicate `cluster` (the default), a `domain`, or
+    each `url` alone."""
     overlap: Annotated[float, Field(gt=0, le=1)] | None = 0.05
     """Decontamination (`docs/dataset-policy.md`): two documents sharing this share of the
     smaller one's 13-grams are kept in one split, as near duplicates are; null turns it off."""
@@ -276,28 +335,43 @@ class Shards(_Section):
     """Parquet layout of a snapshot."""
 
     max_bytes: Annotated[int, Field(ge=1024, le=16 * 1024**3)] = 256 * 1024 * 1024
+    """A Parquet shard is closed past this size and the next begun."""
     row_group_bytes: Annotated[int, Field(ge=1024, le=4 * 1024**3)] = 96 * 1024 * 1024
+    """Target size of a Parquet row group (uncompressed)."""
     shuffle_seed: int = 0
+    """Seed of the row order within each split (rows are shuffled so shards are not sorted by
+    site)."""
 
 
 class JobSpec(_Section):
     """A crawl job; everything but `seeds` and `dataset` has defaults."""
 
     dataset: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")]
+    """The dataset the job builds the next version of: letters, digits, `.`, `_`, `-`."""
     seeds: Annotated[list[HttpUrl], Field(min_length=1, max_length=1_000_000)]
+    """Start URLs (http or https)."""
     scope: Scope = Scope()
+    """Which URLs belong to the job."""
     limits: Limits = Limits()
+    """Per-job and per-page budgets."""
     politeness: Politeness = Politeness()
+    """How hard each host may be hit."""
     retry: Retry = Retry()
+    """Retry policy for transient failures."""
     proxy_pool: Short | None = None
+    """A stored proxy pool (`PUT /v1/proxy-pools/{name}`) to fetch through; null fetches
+    directly."""
     ban_markers: Annotated[list[Short], Field(max_length=100)] = list(DEFAULT_BAN_MARKERS)
     """Body substrings that mark a challenge interstitial (in a page of at most
     `CHALLENGE_MAX_CHARS`): through a proxy, it is banned for the domain."""
     conditional_requests: bool = True
     """Send If-None-Match / If-Modified-Since when the dataset has seen the URL before."""
     pipeline: Pipeline = Pipeline()
+    """Extraction, quality rules, personal data and dedup."""
     splits: Splits = Splits()
+    """Train/validation/test ratios and grouping."""
     shards: Shards = Shards()
+    """Parquet layout of the snapshot."""
 
     def fingerprint(self) -> str:
         """A stable hash of the spec, used to find an unfinished job to resume."""

@@ -16,6 +16,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from api.deps import Reader, Svc
 from api.errors import ApiError
+from api.openapi_errors import raises
 from api.schemas import DatasetOut, DiffOut, SnapshotSummary
 from harvester.store.manifest import Manifest
 from harvester.store.snapshots import CARD, MANIFEST, Snapshots, version_prefix
@@ -84,7 +85,7 @@ def list_snapshots(name: Name, svc: Svc, _: Reader) -> list[SnapshotSummary]:
     return [_summary(svc.snapshots.manifest(name, v)) for v in versions]
 
 
-@router.get("/{name}/snapshots/{version}")
+@router.get("/{name}/snapshots/{version}", response_model=Manifest)
 def manifest(name: Name, version: Version, svc: Svc, _: Reader) -> Response:
     """The manifest of a version (`latest` for the newest)."""
     m = _version(svc.snapshots, name, version)
@@ -140,7 +141,30 @@ def _file(m: Manifest, path: str) -> tuple[int, str | None]:
     raise ApiError(404, "not_found", f"version {m.version} has no file {path!r}")
 
 
-@router.get("/{name}/snapshots/{version}/files/{path:path}")
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
+
+
+@router.get(
+    "/{name}/snapshots/{version}/files/{path:path}",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The file (`ETag`: its sha256 in quotes; `Accept-Ranges: bytes`). "
+            "The card is `text/markdown`, the manifest `application/json`.",
+            "content": {
+                "application/octet-stream": _BINARY,
+                "text/markdown": {"schema": {"type": "string"}},
+                "application/json": {"schema": {"$ref": "#/components/schemas/Manifest"}},
+            },
+        },
+        206: {
+            "description": "The part a `Range: bytes=a-b` asked for (`Content-Range`).",
+            "content": {"application/octet-stream": _BINARY},
+        },
+        304: {"description": "`If-None-Match` names the file's ETag: unchanged."},
+        **raises(416),
+    },
+)
 def download_file(
     name: Name, version: Version, path: str, request: Request, svc: Svc, _: Reader
 ) -> Response:
@@ -195,7 +219,16 @@ def download_file(
     )
 
 
-@router.get("/{name}/snapshots/{version}/archive")
+@router.get(
+    "/{name}/snapshots/{version}/archive",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "A tar stream of `<name>/v<N>/…`: data, index, card and manifest.",
+            "content": {"application/x-tar": _BINARY},
+        }
+    },
+)
 def archive(name: Name, version: Version, svc: Svc, _: Reader) -> StreamingResponse:
     """The whole version as a tar stream: `<name>/v<N>/…` with data, index, card, manifest."""
     m = _version(svc.snapshots, name, version)

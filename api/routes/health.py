@@ -86,7 +86,16 @@ class CatalogCollector(Collector):
         yield health
 
 
-@router.get("/metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "Prometheus text exposition format 0.0.4.",
+            "content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}},
+        }
+    },
+)
 def metrics(svc: Svc, _: Reader) -> Response:
     """Prometheus exposition."""
     registry = CollectorRegistry()

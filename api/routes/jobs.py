@@ -6,12 +6,13 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from sqlalchemy import func, select
 
 from api.deps import Admin, Reader, Svc
 from api.errors import ApiError
 from api.links import JOB_LINKS
+from api.openapi_errors import raises
 from api.schemas import (
     FailureGroup,
     HostProgress,
@@ -31,8 +32,9 @@ from harvester.stats import Stats
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 STATES = ("queued", "running", "building", "succeeded", "failed", "cancelled")
-Limit = Annotated[int, Query(ge=1, le=1000)]
-Offset = Annotated[int, Query(ge=0, le=2**31 - 1)]
+Limit = Annotated[int, Query(ge=1, le=1000, description="Items per page.")]
+Offset = Annotated[int, Query(ge=0, le=2**31 - 1, description="Items to skip.")]
+JobId = Annotated[str, Path(description="The job's id (from `POST /v1/jobs`).")]
 
 
 def _progress(job: Job, waits: list[str]) -> Progress:
@@ -117,8 +119,11 @@ def known_pool(svc: Svc, spec: JobSpec, field: str = "body.proxy_pool") -> None:
 def list_jobs(
     svc: Svc,
     _: Reader,
-    state: Annotated[str | None, Query(pattern="^(" + "|".join(STATES) + ")$")] = None,
-    dataset: str | None = None,
+    state: Annotated[
+        str | None,
+        Query(pattern="^(" + "|".join(STATES) + ")$", description="Only jobs in this state."),
+    ] = None,
+    dataset: Annotated[str | None, Query(description="Only jobs of this dataset.")] = None,
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> Page[JobOut]:
@@ -136,7 +141,7 @@ def list_jobs(
 
 
 @router.get("/{job_id}")
-def get_job(job_id: str, svc: Svc, _: Reader) -> JobOut:
+def get_job(job_id: JobId, svc: Svc, _: Reader) -> JobOut:
     """A job with live progress and, once done, its snapshot and its failures by reason."""
     job = _get(svc, job_id)
     with svc.sessions() as session:
@@ -149,7 +154,7 @@ def get_job(job_id: str, svc: Svc, _: Reader) -> JobOut:
 
 @router.get("/{job_id}/hosts")
 def hosts(
-    job_id: str, svc: Svc, _: Reader, limit: Annotated[int, Query(ge=1, le=1000)] = 50
+    job_id: JobId, svc: Svc, _: Reader, limit: Annotated[int, Query(ge=1, le=1000)] = 50
 ) -> list[HostProgress]:
     """The job's hosts, busiest first: URLs fetched, failed, skipped and pending on each, the
     worker holding it and why it waits, if it does."""
@@ -158,8 +163,8 @@ def hosts(
         return [HostProgress(**vars(h)) for h in host_counts(session, job_id, limit)]
 
 
-@router.post("/{job_id}/cancel")
-def cancel(job_id: str, svc: Svc, _: Admin) -> JobOut:
+@router.post("/{job_id}/cancel", responses=raises(409))
+def cancel(job_id: JobId, svc: Svc, _: Admin) -> JobOut:
     """Cancel: a queued job never starts; a running one stops promptly, keeps its outcomes and
     builds nothing. Finished jobs are left as they are (409)."""
     job = _get(svc, job_id)
@@ -170,10 +175,16 @@ def cancel(job_id: str, svc: Svc, _: Admin) -> JobOut:
 
 @router.get("/{job_id}/pages")
 def pages(
-    job_id: str,
+    job_id: JobId,
     svc: Svc,
     _: Reader,
-    outcome: Annotated[str | None, Query(pattern="^(fetched|not-modified|skipped|failed)$")] = None,
+    outcome: Annotated[
+        str | None,
+        Query(
+            pattern="^(fetched|not-modified|skipped|failed)$",
+            description="Only URLs with this outcome.",
+        ),
+    ] = None,
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> Page[PageOutcome]:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path
 from sqlalchemy import select
 
 from api.deps import Admin, Reader, Svc
 from api.errors import ApiError
 from api.links import JOB_LINKS, SCHEDULE_LINKS
+from api.openapi_errors import raises
 from api.routes.jobs import job_out, known_pool
 from api.schemas import JobOut, ScheduleIn, ScheduleOut, SchedulePatch
 from harvester.catalog.models import Job, Schedule
@@ -19,6 +21,7 @@ from harvester.service.scheduler import Busy, check_cron, fire, next_run
 from harvester.spec import JobSpec, parse_spec
 
 router = APIRouter(prefix="/v1/schedules", tags=["schedules"])
+ScheduleId = Annotated[str, Path(description="The schedule's id (from `POST /v1/schedules`).")]
 
 
 def _check(cron: str, timezone: str) -> None:
@@ -46,7 +49,7 @@ def _out(s: Schedule) -> ScheduleOut:
     )
 
 
-def _get(svc: Svc, schedule_id: str) -> Schedule:
+def _get(svc: Svc, schedule_id: ScheduleId) -> Schedule:
     with svc.sessions() as session:
         found = session.get(Schedule, schedule_id)
     if found is None:
@@ -84,13 +87,13 @@ def list_schedules(svc: Svc, _: Reader) -> list[ScheduleOut]:
 
 
 @router.get("/{schedule_id}")
-def get_schedule(schedule_id: str, svc: Svc, _: Reader) -> ScheduleOut:
+def get_schedule(schedule_id: ScheduleId, svc: Svc, _: Reader) -> ScheduleOut:
     """One schedule."""
     return _out(_get(svc, schedule_id))
 
 
 @router.patch("/{schedule_id}")
-def patch(schedule_id: str, body: SchedulePatch, svc: Svc, _: Admin) -> ScheduleOut:
+def patch(schedule_id: ScheduleId, body: SchedulePatch, svc: Svc, _: Admin) -> ScheduleOut:
     """Pause, resume, change the cron, timezone or job."""
     current = _get(svc, schedule_id)
     cron, timezone = body.cron or current.cron, body.timezone or current.timezone
@@ -114,7 +117,7 @@ def patch(schedule_id: str, body: SchedulePatch, svc: Svc, _: Admin) -> Schedule
 
 
 @router.delete("/{schedule_id}", status_code=204)
-def delete(schedule_id: str, svc: Svc, _: Admin) -> None:
+def delete(schedule_id: ScheduleId, svc: Svc, _: Admin) -> None:
     """Remove a schedule (jobs it started are kept)."""
     with svc.sessions.begin() as session:
         s = session.get(Schedule, schedule_id)
@@ -123,8 +126,8 @@ def delete(schedule_id: str, svc: Svc, _: Admin) -> None:
         session.delete(s)
 
 
-@router.post("/{schedule_id}/trigger", status_code=201, responses=JOB_LINKS)
-def trigger(schedule_id: str, svc: Svc, _: Admin) -> JobOut:
+@router.post("/{schedule_id}/trigger", status_code=201, responses=JOB_LINKS | raises(409))
+def trigger(schedule_id: ScheduleId, svc: Svc, _: Admin) -> JobOut:
     """Queue a run now, unless the previous run is still going (409)."""
     _get(svc, schedule_id)
     try:

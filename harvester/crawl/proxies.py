@@ -41,14 +41,22 @@ def mask_proxy(url: str) -> str:
 class PoolConfig(BaseModel):
     """One named pool as written in a proxies file or sent to the API."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, strict=True, use_attribute_docstrings=True
+    )
 
     rotation: Literal["round_robin", "least_used"] = "round_robin"
+    """`round_robin` takes the proxies in turn, `least_used` the one used least."""
     sticky_per_domain: bool = False
+    """Keep each domain on the same proxy while it works."""
     proxies: list[str] = []
+    """One tier of proxy URLs (`http://`, `https://`, `socks5://`, credentials in the URL)."""
     tiers: list[list[str]] = []
+    """Tiers of proxy URLs, cheapest first: a domain moves up a tier while it bans the lower one."""
     cooldown_s: Annotated[float, Field(gt=0)] = 30.0
+    """How long a banned or dead proxy rests first; it doubles with each further strike."""
     max_cooldown_s: Annotated[float, Field(gt=0)] = 3600.0
+    """Longest rest of a banned or dead proxy."""
 
     @field_validator("proxies", "tiers")
     @classmethod
@@ -80,7 +88,9 @@ class PoolConfig(BaseModel):
 class ProxiesFile(BaseModel):
     """The top level of a proxies file: named pools."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, strict=True, use_attribute_docstrings=True
+    )
 
     pools: dict[str, PoolConfig]
 
