@@ -20,7 +20,7 @@ serve: $(BIN)/harvester
 
 demo: $(BIN)/harvester
 	$(BIN)/harvester demo-site --port $(DEMO_PORT) & pid=$$!; trap "kill $$pid" EXIT; sleep 1; \
-	$(BIN)/harvester crawl http://127.0.0.1:$(DEMO_PORT)/ --dataset demo --allow-private --rate 5
+	$(BIN)/harvester crawl http://127.0.0.1:$(DEMO_PORT)/ --spec examples/demo.yaml --allow-private
 
 test: $(BIN)/harvester
 	$(BIN)/ruff check .

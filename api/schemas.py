@@ -64,7 +64,11 @@ class Progress(Schema):
     failed_by_reason: dict[str, int]
     """Failed URLs by reason, e.g. `connect/refused`, `status/404`, `timeout`."""
     extracted: int
-    """Fetched pages whose main text was extracted."""
+    """Fetched pages whose main text was extracted (a page whose whole visible text is under
+    `min_words` is dropped `too_short` before extraction)."""
+    kept: int = 0
+    """Pages that passed every quality rule: `fetched` less the drops in `filtered_by_rule`
+    (and pages with no text); the build then removes `duplicates` of them."""
     filtered_by_rule: dict[str, int]
     """Pages dropped by the quality rules, by rule (`too_short`, `language`, …)."""
     pii_found: dict[str, int]

@@ -27,7 +27,7 @@ from harvester.demo_site import serve_demo_site
 from harvester.errors import ConfigurationError, NotFound, StorageError
 from harvester.jobs import FINISHED, JobState, create_job, find_resumable
 from harvester.jobview import host_counts, waiting
-from harvester.progressview import ProgressView, outcome_lines
+from harvester.progressview import ProgressView, outcome_lines, snapshot_lines
 from harvester.remote_cli import (
     console,
     datasets_pull,
@@ -190,8 +190,8 @@ def crawl(
         error(job.state, job.error or "cancelled")
         raise typer.Exit(1)
     manifest = Snapshots(store).manifest(job_spec.dataset, job.snapshot_version)
-    splits = ", ".join(f"{name} {info.rows}" for name, info in manifest.splits.items())
-    print(f"{manifest.dataset}@v{manifest.version}: {manifest.rows} documents ({splits})")
+    for line in snapshot_lines(manifest):
+        print(line)
     print(f"snapshot: {store.path(version_prefix(manifest.dataset, manifest.version))}")
 
 

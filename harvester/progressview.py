@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from api.schemas import HostProgress, JobOut
+from harvester.store.manifest import Manifest
 
 
 def _pairs(counts: dict[str, int], limit: int = 4) -> str:
@@ -46,9 +47,9 @@ class ProgressView:
                 f" · {self._rate('', fetched):.1f} pages/s",
             )
         ]
-        if p.extracted:
+        if p.kept or p.filtered_by_rule:
             dropped = sum(p.filtered_by_rule.values())
-            parts = [f"pipeline: extracted {p.extracted}", f"dropped {dropped}"]
+            parts = [f"pipeline: kept {p.kept}", f"dropped {dropped}"]
             if dropped:
                 parts[-1] += f" ({_pairs(p.filtered_by_rule)})"
             if p.pii_found:
@@ -78,15 +79,36 @@ def outcome_lines(job: JobOut) -> list[str]:
         f"{job.dataset}: job {job.id} {job.state}: fetched {p.fetched}, "
         f"not-modified {p.not_modified}, failed {p.failed}, skipped {p.skipped}"
     ]
-    if p.extracted:
+    if p.kept or p.filtered_by_rule:
         dropped = sum(p.filtered_by_rule.values())
         lines.append(
-            f"pipeline: extracted {p.extracted}, dropped {dropped}"
+            f"pipeline: kept {p.kept} of {p.fetched} pages, dropped {dropped}"
             + (f" ({_pairs(p.filtered_by_rule, 10)})" if dropped else "")
-            + f", duplicates {p.duplicates}"
+            + f"; duplicates {p.duplicates}"
         )
     lines += [
         f"{group.count} {group.reason}, e.g. {', '.join(group.examples)}"
         for group in job.failures[:5]
     ]
+    return lines
+
+
+def snapshot_lines(manifest: Manifest) -> list[str]:
+    """A committed version in a line, with what dedup removed and a note when a split came
+    out empty (a small crawl at the default 0.98/0.01/0.01 has no evaluation documents)."""
+    splits = ", ".join(f"{name} {info.rows}" for name, info in manifest.splits.items())
+    dedup = manifest.dedup
+    lines = [
+        f"{manifest.dataset}@v{manifest.version}: {manifest.rows} documents ({splits}); "
+        f"duplicates removed: {dedup.exact_duplicates} exact, {dedup.near_duplicates} near"
+    ]
+    empty = [name for name, info in manifest.splits.items() if info.rows == 0]
+    ratios = manifest.spec.get("splits", {})
+    if empty and manifest.rows:
+        shares = "/".join(f"{ratios.get(n, 0):g}" for n in ("train", "validation", "test"))
+        lines.append(
+            f"note: {' and '.join(empty)} {'is' if len(empty) == 1 else 'are'} empty: "
+            f"{manifest.rows} documents at {shares} leave {'it' if len(empty) == 1 else 'them'} "
+            "none; give `splits` larger shares for a small crawl"
+        )
     return lines

@@ -17,7 +17,7 @@ from rich.text import Text
 
 from harvester.client import Client, ClientError
 from harvester.errors import ConfigurationError, NotFound
-from harvester.progressview import ProgressView, outcome_lines
+from harvester.progressview import ProgressView, outcome_lines, snapshot_lines
 from harvester.spec import load_spec_file, parse_spec
 from harvester.store.manifest import FileEntry
 from harvester.store.snapshots import parse_ref
@@ -165,7 +165,8 @@ def _follow(api: Client, job_id: str) -> None:
     if job.state != "succeeded" or job.snapshot is None:
         error(job.state, job.error or "cancelled")
         raise typer.Exit(1)
-    print(f"snapshot: {job.snapshot.dataset}@v{job.snapshot.version}")
+    for line in snapshot_lines(api.manifest(job.snapshot.dataset, job.snapshot.version)):
+        print(line)
 
 
 @jobs_app.command("list")

@@ -37,6 +37,9 @@ Offset = Annotated[int, Query(ge=0, le=2**31 - 1, description="Items to skip.")]
 JobId = Annotated[str, Path(description="The job's id (from `POST /v1/jobs`).")]
 
 
+_NOT_EXTRACTED = ("prepass", "empty", "too_complex")  # counted beside a method, or instead
+
+
 def _progress(job: Job, waits: list[str]) -> Progress:
     stats = Stats(job.stats or {})
     fetched = stats.get("fetch/outcome/fetched")
@@ -53,8 +56,10 @@ def _progress(job: Job, waits: list[str]) -> Progress:
         failed=stats.get("fetch/outcome/failed"),
         skipped=stats.get("fetch/outcome/skipped"),
         failed_by_reason=stats.with_prefix("fetch/failed"),
-        extracted=stats.get("extract/trafilatura")
-        + sum(stats.with_prefix("extract/fallback").values()),
+        extracted=sum(
+            v for k, v in stats.with_prefix("extract").items() if k not in _NOT_EXTRACTED
+        ),
+        kept=stats.get("quality/kept"),
         filtered_by_rule=stats.with_prefix("quality/dropped"),
         pii_found={k: v for k, v in stats.with_prefix("pii").items() if "/" not in k},
         duplicates=stats.get("dedup/exact") + stats.get("dedup/near"),

@@ -123,7 +123,7 @@ def test_submit_follow_and_download_a_snapshot(service: Service, demo: str, tmp_
         assert job["state"] == "succeeded", job
         assert job["snapshot"] == {"dataset": "demo", "version": 1}
         progress = job["progress"]
-        assert progress["fetched"] == 32 and progress["documents_written"] == 24
+        assert progress["fetched"] == 34 and progress["documents_written"] == 24
         assert progress["filtered_by_rule"]["too_short"] == 8
         assert progress["pii_found"] == {"email": 1, "phone": 1}
 

@@ -51,12 +51,16 @@ def test_crawl_of_the_demo_site(tmp_path: Path, demo: str) -> None:
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
-    assert "demo: job" in done.stdout and "fetched 32," in done.stdout
+    assert "demo: job" in done.stdout and "fetched 34," in done.stdout
     staging = done.stdout.split("staging: ")[1].splitlines()[0].strip()
     table = pq.read_table(staging)
-    assert table.num_rows == 32
+    assert table.num_rows == 34
     assert not any("/private/" in u for u in table.column("url").to_pylist())
-    assert "demo@v1: 24 documents" in done.stdout  # the 24 articles; section pages dropped
+    # the 24 articles: section pages dropped as too short, the two reprints as near duplicates
+    assert "pipeline: kept 26 of 34 pages, dropped 8 (too_short 8); duplicates 2" in done.stdout
+    assert "demo@v1: 24 documents" in done.stdout
+    assert "duplicates removed: 0 exact, 2 near" in done.stdout
+    assert "note: validation and test are empty: 24 documents at 0.98/0.01/0.01" in done.stdout
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -73,7 +77,7 @@ def test_crawl_of_the_demo_site(tmp_path: Path, demo: str) -> None:
     manifest = json.loads(shown.stdout)
     assert manifest["version"] == 1 and manifest["splits"]["train"]["rows"] > 0
     assert manifest["leakage"]["cross_split_urls"] == 0
-    assert manifest["stats"]["fetch/outcome/fetched"] == 32
+    assert manifest["stats"]["fetch/outcome/fetched"] == 34
     downloaded = cli("download", "demo", str(tmp_path / "out"))
     assert downloaded.returncode == 0, downloaded.stderr
     local = tmp_path / "out" / "demo" / "v1"

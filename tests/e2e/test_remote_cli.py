@@ -68,9 +68,9 @@ def test_submit_follow_list_show_pages_and_pull(
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     job_id = done.stdout.splitlines()[0]
-    assert "demo: job " + job_id + " succeeded: fetched 32," in done.stdout
-    assert "pipeline: extracted" in done.stdout and "too_short" in done.stdout
-    assert done.stdout.rstrip().endswith("snapshot: demo@v1")
+    assert "demo: job " + job_id + " succeeded: fetched 34," in done.stdout
+    assert "pipeline: kept 26 of 34 pages, dropped 8 (too_short 8); duplicates 2" in done.stdout
+    assert "demo@v1: 24 documents" in done.stdout
     assert "running" in done.stderr and "succeeded" in done.stderr  # state changes, no tty
 
     listed = _cli(service.url, "jobs", "list", "--dataset", "demo")
@@ -243,7 +243,7 @@ def test_schedules_from_the_cli(service: Service, demo: str) -> None:
     assert "resumed, next run" in resumed.stdout
     run = _cli(service.url, "schedules", "trigger", schedule_id, "--follow")
     assert run.returncode == 0, run.stderr
-    assert "snapshot: nightly@v1" in run.stdout
+    assert "nightly@v1: 24 documents" in run.stdout
     listed = _cli(service.url, "schedules", "list").stdout
     assert "never" not in listed  # last_run_at is the trigger's time
     with service.client() as api:
