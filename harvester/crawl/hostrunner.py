@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from harvester import logs
 from harvester.cpu import CpuPool
 from harvester.crawl.attempt import FetchPolicy
 from harvester.crawl.claims import Claims
@@ -331,6 +332,9 @@ class HostRunner:
     # ---- one URL -----------------------------------------------------------------------
 
     async def _crawl(self, job: JobContext, entry: Claimed) -> None:
+        # This task's own context: whatever is logged while crawling the URL names it.
+        logs.JOB_ID.set(job.job_id)
+        logs.URL.set(entry.url)
         outcome = Outcome(entry.id, self.host)
         result = None
         try:

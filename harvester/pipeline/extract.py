@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib.metadata import version
 from types import FrameType
+from urllib.parse import urlsplit
 
 import trafilatura
 from lxml.etree import _Element
@@ -211,6 +212,25 @@ def _title(found: str | None, head: _Head) -> str | None:
     return head.title or found or None
 
 
+_TITLE_SEPARATORS = (" | ", " — ", " – ", " - ", " :: ", " · ")
+
+
+def _sitename(found: str | None, title: str, url: str) -> str | None:
+    """The site's name: trafilatura's (og:site_name, publisher metadata) unless it is only the
+    address it falls back to, else what follows the `<title>`'s last separator ("Growing
+    Tomatoes | Riverbend Field Notes"), else None: an address is not a name."""
+    parts = urlsplit(url)
+    addresses = {parts.netloc.lower(), (parts.hostname or "").removeprefix("www.")}
+    if found and found.lower().removeprefix("www.") not in addresses:
+        return found
+    for separator in _TITLE_SEPARATORS:
+        if separator in title:
+            tail = title.rsplit(separator, 1)[1].strip()
+            if tail and tail.lower() not in addresses:
+                return tail
+    return None
+
+
 def _resiliparse(html: str, options: Extraction, *, use_budget: bool) -> Extracted:
     """Resiliparse's main-content text (DCLM's extractor): no markdown, no byline or date."""
     skip = [] if options.include_tables else ["table"]
@@ -282,7 +302,7 @@ def extract(html: str, url: str, options: Extraction, *, use_budget: bool = True
         title=title,
         author=doc.author,
         published=doc.date,
-        sitename=doc.sitename,
+        sitename=_sitename(doc.sitename, head.title, url),
         language_hint=head.lang or doc.language,
         method="trafilatura",
     )

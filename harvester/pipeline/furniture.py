@@ -10,7 +10,7 @@ from html import escape
 
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
-VERSION = "2"
+VERSION = "3"
 """Changes whenever what is removed changes: part of the extractor's fingerprint."""
 
 _BY_MARKUP = ", ".join(

@@ -47,3 +47,13 @@ def test_garbage_yields_empty_text_not_an_exception() -> None:
 def test_fingerprint_changes_with_options() -> None:
     assert fingerprint(Extraction()) != fingerprint(Extraction(fast=True))
     assert fingerprint(Extraction()).startswith("trafilatura-")
+
+
+def test_sitename_is_a_name_never_an_address() -> None:
+    html = (DEMO / "birds" / "owls.html").read_text()
+    got = extract(html, "http://127.0.0.1:8765/birds/owls.html", Extraction())
+    assert got.sitename == "Riverbend Field Notes"  # from the <title>, not "127.0.0.1:8765"
+    named = html.replace("<head>", '<head><meta property="og:site_name" content="Riverbend">')
+    assert extract(named, "http://127.0.0.1:8765/o", Extraction()).sitename == "Riverbend"
+    plain = "<html><head><title>Owls</title></head><body><p>" + "owls hoot. " * 40 + "</p>"
+    assert extract(plain, "https://www.example.org/o", Extraction()).sitename is None
