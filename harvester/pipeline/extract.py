@@ -212,7 +212,8 @@ def _title(found: str | None, head: _Head) -> str | None:
     return head.title or found or None
 
 
-_TITLE_SEPARATORS = (" | ", " — ", " – ", " - ", " :: ", " · ")
+# " | ", em dash, en dash, " - ", " :: ", middle dot
+_TITLE_SEPARATORS = (" | ", " \u2014 ", " \u2013 ", " - ", " :: ", " \u00b7 ")
 
 
 def _sitename(found: str | None, title: str, url: str) -> str | None:
