@@ -1,5 +1,6 @@
 """`/docs` works with no internet: headless Chromium renders Swagger UI from the package's own
-assets with every name but loopback unresolvable, and the Bearer scheme gives it "Authorize"."""
+assets with every name but loopback unresolvable, and the Bearer scheme gives it "Authorize":
+clicking it, typing a key and trying a route out gets that route's answer."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.cdp import Browser
 from tests.e2e.test_api import ADMIN, Service, run_serve
 
 
@@ -64,3 +66,31 @@ def test_docs_render_offline_with_authorize(service: Service, tmp_path: Path) ->
         service.url + "/v1/jobs", headers={"Authorization": f"Bearer {ADMIN}"}, timeout=10
     )
     assert tried.status_code == 200 and tried.json()["items"] == []
+
+
+def test_authorize_and_try_it_out_by_clicks(service: Service, tmp_path: Path) -> None:
+    browser = Browser(
+        _chromium(),
+        tmp_path / "profile",
+        ["--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"],  # the network is gone
+    )
+    try:
+        browser.call("Page.enable")
+        browser.call("Page.navigate", url=service.url + "/docs")
+        browser.click("button.btn.authorize")
+        browser.click(".modal-ux input")
+        browser.type(ADMIN)
+        browser.click(".modal-ux button.authorize")
+        browser.click(".modal-ux button.btn-done")
+        operation = "#operations-jobs-list_jobs_v1_jobs_get"
+        browser.click(f"{operation} .opblock-summary-control")
+        browser.click(f"{operation} .try-out__btn")
+        browser.click(f"{operation} .btn.execute")
+        answered = f"{operation} .live-responses-table tbody .response-col_status"
+        browser.wait_for(answered)
+        status = browser.js(f"document.querySelector({answered!r}).innerText")
+        body = browser.js(f"document.querySelector('{operation} .live-responses-table').innerText")
+    finally:
+        browser.close()
+    assert status.strip() == "200", body  # without the key typed into Authorize: 401
+    assert '"items": []' in body and '"total": 0' in body
