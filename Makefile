@@ -15,11 +15,11 @@ $(BIN)/harvester: pyproject.toml
 # The demo site is on loopback, so this local quickstart allows private addresses; a real
 # deployment runs `harvester serve` without it.
 serve: $(BIN)/harvester
-	$(BIN)/harvester demo-site --port $(DEMO_PORT) & pid=$$!; trap "kill $$pid" EXIT; \
+	$(BIN)/harvester demo-site --port $(DEMO_PORT) & pid=$$!; trap "kill $$pid 2>/dev/null" EXIT; \
 	HARVESTER_ALLOW_PRIVATE_NETWORKS=true $(BIN)/harvester serve --port $(PORT)
 
 demo: $(BIN)/harvester
-	$(BIN)/harvester demo-site --port $(DEMO_PORT) & pid=$$!; trap "kill $$pid" EXIT; sleep 1; \
+	$(BIN)/harvester demo-site --port $(DEMO_PORT) & pid=$$!; trap "kill $$pid 2>/dev/null" EXIT; sleep 1; \
 	$(BIN)/harvester crawl http://127.0.0.1:$(DEMO_PORT)/ --spec examples/demo.yaml --allow-private
 
 test: $(BIN)/harvester

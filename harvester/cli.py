@@ -13,6 +13,7 @@ import uvloop
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.routes.jobs import job_out
@@ -23,7 +24,7 @@ from harvester.catalog.models import Job
 from harvester.config import Settings
 from harvester.cpu import CpuPool
 from harvester.crawl.proxies import ProxyPool, load_proxies_file
-from harvester.demo_site import serve_demo_site
+from harvester.demo_site import make_demo_server, serve_demo_site
 from harvester.errors import ConfigurationError, NotFound, StorageError
 from harvester.jobs import FINISHED, JobState, create_job, find_resumable
 from harvester.jobview import host_counts, waiting
@@ -211,7 +212,12 @@ def _snapshots() -> Snapshots:
 @datasets_app.command("list")
 def datasets_list() -> None:
     """Every dataset with its latest version, documents and size."""
-    snapshots = _snapshots()
+    settings = Settings()
+    snapshots = Snapshots(BlobStore.from_settings(settings))
+    if not snapshots.datasets():
+        where = f"no datasets in {settings.storage_url} (HARVESTER_STORAGE_URL)"
+        console.print(Text(where), soft_wrap=True)
+        return
     table = Table("dataset", "latest", "versions", "documents", "bytes", "created")
     for name in snapshots.datasets():
         manifest = snapshots.manifest(name)
@@ -361,9 +367,14 @@ def migrate() -> None:
 
 @app.command("demo-site")
 def demo_site(
-    host: Annotated[str, typer.Option()] = "127.0.0.1",
-    port: Annotated[int, typer.Option()] = 8080,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on (the Makefile's).")] = 8765,
 ) -> None:
     """Serve the bundled demo site on loopback (crawl it with --allow-private)."""
+    try:
+        server = make_demo_server(host, port)
+    except OSError as exc:
+        error("error", f"cannot serve the demo site on {host}:{port}: {exc.strerror or exc}")
+        raise typer.Exit(2) from exc
     console.print(f"demo site on http://{host}:{port}/ (Ctrl-C to stop)")
-    serve_demo_site(host, port)
+    serve_demo_site(server)

@@ -33,12 +33,12 @@ class _Handler(SimpleHTTPRequestHandler):
         """Quiet: a crawl would flood the terminal."""
 
 
-def make_demo_server(host: str = "127.0.0.1", port: int = 8080) -> ThreadingHTTPServer:
+def make_demo_server(host: str = "127.0.0.1", port: int = 8765) -> ThreadingHTTPServer:
     """A ready-to-serve HTTP server for the demo pages (port 0 picks a free one)."""
     return ThreadingHTTPServer((host, port), partial(_Handler, directory=str(PAGES)))
 
 
-def serve_demo_site(host: str, port: int) -> None:
+def serve_demo_site(server: ThreadingHTTPServer) -> None:
     """Serve the demo site until interrupted."""
-    with make_demo_server(host, port) as server, contextlib.suppress(KeyboardInterrupt):
+    with server, contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()

@@ -104,9 +104,26 @@ def test_a_port_in_use_is_one_clear_line(tmp_path: Path) -> None:
             text=True,
             timeout=60,
         )
+        demo = subprocess.run(
+            [HARVESTER, "demo-site", "--port", str(port)],
+            env=_env(tmp_path), capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
     assert done.returncode == 2
     assert f"error: cannot listen on 127.0.0.1:{port}: Address already in use\n" in done.stderr
     assert "Traceback" not in done.stderr
+    assert demo.returncode == 2 and demo.stderr == (
+        f"error: cannot serve the demo site on 127.0.0.1:{port}: Address already in use\n"
+    )
+
+
+def test_the_cli_says_where_it_looks(tmp_path: Path) -> None:
+    listed = subprocess.run(
+        [HARVESTER, "datasets", "list"], env=_env(tmp_path), capture_output=True, text=True
+    )
+    assert listed.returncode == 0
+    assert listed.stderr == f"no datasets in {tmp_path / 'store'} (HARVESTER_STORAGE_URL)\n"
+    helped = subprocess.run([HARVESTER, "-h"], capture_output=True, text=True)
+    assert "HARVESTER_DATABASE_URL" in helped.stdout and "HARVESTER_STORAGE_URL" in helped.stdout
 
 
 def test_without_allow_private_loopback_is_refused(tmp_path: Path, demo: str) -> None:
