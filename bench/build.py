@@ -45,7 +45,8 @@ from harvester.pipeline.text import content_hash
 from harvester.spec import parse_spec
 from harvester.staging import STAGING_SCHEMA
 from harvester.store.blob import BlobStore
-from harvester.store.snapshots import Snapshots, version_prefix
+from harvester.store.layout import version_prefix
+from harvester.store.snapshots import Snapshots
 
 NUM_PERM, NGRAM, THRESHOLD = 128, 5, 0.8
 PART_ROWS = 5000

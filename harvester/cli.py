@@ -2,33 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
-import signal
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 import uvloop
 from rich.console import Console
-from rich.live import Live
 from rich.table import Table
 from rich.text import Text
-from sqlalchemy.orm import Session, sessionmaker
 
-from api.routes.jobs import job_out
-from api.schemas import HostProgress, JobOut
 from harvester import __version__
-from harvester.catalog.db import open_catalog
-from harvester.catalog.models import Job
 from harvester.config import Settings
-from harvester.cpu import CpuPool
 from harvester.crawl.proxies import ProxyPool, load_proxies_file
 from harvester.demo_site import make_demo_server, serve_demo_site
 from harvester.errors import ConfigurationError, NotFound, StorageError
-from harvester.jobs import FINISHED, JobState, create_job, find_resumable
-from harvester.jobview import host_counts, waiting
-from harvester.progressview import ProgressView, outcome_lines, snapshot_lines
 from harvester.remote_cli import (
     console,
     datasets_pull,
@@ -37,13 +25,15 @@ from harvester.remote_cli import (
     schedules_app,
     spec_data,
 )
-from harvester.service.keys import create_key, list_keys, revoke_key
-from harvester.service.runner import run_roles
-from harvester.service.worker import Worker
 from harvester.spec import parse_spec
-from harvester.staging import staging_prefix
-from harvester.store.blob import BlobStore
-from harvester.store.snapshots import Snapshots, parse_ref, version_prefix
+from harvester.store.layout import parse_ref
+
+# The engine's modules (SQLAlchemy, pyarrow, the crawler) load inside the commands that use
+# them: the remote commands and --help stay quick.
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from harvester.store.snapshots import Snapshots
 
 app = typer.Typer(
     help="Harvester: crawl the web politely and build versioned datasets.\n\n"
@@ -74,39 +64,6 @@ def _main(
     ] = False,
 ) -> None:
     """Harvester: crawl the web politely and build versioned datasets."""
-
-
-def _local_view(sessions: sessionmaker[Session], job_id: str) -> tuple[JobOut, list[HostProgress]]:
-    """The job and its hosts as the API would show them."""
-    with sessions() as session:
-        job = session.get(Job, job_id)
-        assert job is not None
-        hosts = [HostProgress(**vars(h)) for h in host_counts(session, job_id, 12)]
-        return job_out(job, waits=waiting(session, job_id)), hosts
-
-
-def _job(sessions: sessionmaker[Session], job_id: str) -> Job:
-    with sessions() as session:
-        job = session.get(Job, job_id)
-        assert job is not None
-        return job
-
-
-async def _run_with_progress(
-    worker: Worker, sessions: sessionmaker[Session], job_id: str, show: bool
-) -> None:
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, worker.stop)
-    task = asyncio.create_task(worker.run())
-    if show:
-        view = ProgressView()
-        with Live(console=console, refresh_per_second=4, transient=False) as live:
-            while not task.done():
-                job, hosts = await asyncio.to_thread(_local_view, sessions, job_id)
-                live.update(view.render(job, hosts))
-                await asyncio.wait([task], timeout=0.5)
-    await task
 
 
 @app.command()
@@ -155,45 +112,18 @@ def crawl(
             raise ConfigurationError(
                 f"spec names proxy pool {job_spec.proxy_pool!r}: pass --proxies"
             )
+        from harvester.store.blob import BlobStore
+
         store = BlobStore.from_settings(settings)
     except ConfigurationError as exc:
         error("error", str(exc))
         raise typer.Exit(2) from exc
-    sessions = open_catalog(settings.database_url)
-    job_id = None if fresh else find_resumable(sessions, job_spec)
-    if job_id:
-        console.print(f"resuming job {job_id}")
-    else:
-        job_id = create_job(sessions, job_spec, local=True)
-        console.print(f"job {job_id}")
-    if allow_private:
-        settings = settings.model_copy(update={"allow_private_networks": True})
-    with CpuPool(memory_mb=settings.pipeline_memory_mb) as cpu:
-        cpu.warm()
-        worker = Worker(
-            sessions,
-            store,
-            settings,
-            cpu,
-            only_jobs={job_id},
-            stop_when=lambda: _job(sessions, job_id).state in FINISHED,
-        )
-        worker.use(job_id, job_spec, pool)
-        uvloop.run(_run_with_progress(worker, sessions, job_id, progress and sys.stderr.isatty()))
-    job = _job(sessions, job_id)
-    for line in outcome_lines(_local_view(sessions, job_id)[0]):
-        print(line)
-    print(f"staging: {store.path(staging_prefix(job_id))}")
-    if job.state not in FINISHED:
-        console.print("stopped; run the same command again to resume")
-        raise typer.Exit(130)
-    if job.state != JobState.SUCCEEDED or job.snapshot_version is None:
-        error(job.state, job.error or "cancelled")
-        raise typer.Exit(1)
-    manifest = Snapshots(store).manifest(job_spec.dataset, job.snapshot_version)
-    for line in snapshot_lines(manifest):
-        print(line)
-    print(f"snapshot: {store.path(version_prefix(manifest.dataset, manifest.version))}")
+    from harvester.localcrawl import run_local
+
+    code = run_local(job_spec, pool, settings, store, fresh=fresh, allow_private=allow_private,
+                     show=progress and sys.stderr.isatty())  # fmt: skip
+    if code:
+        raise typer.Exit(code)
 
 
 datasets_app = typer.Typer(
@@ -205,15 +135,17 @@ datasets_app.command("pull")(datasets_pull)
 
 
 def _snapshots() -> Snapshots:
-    settings = Settings()
-    return Snapshots(BlobStore.from_settings(settings))
+    from harvester.store.blob import BlobStore
+    from harvester.store.snapshots import Snapshots
+
+    return Snapshots(BlobStore.from_settings(Settings()))
 
 
 @datasets_app.command("list")
 def datasets_list() -> None:
     """Every dataset with its latest version, documents and size."""
     settings = Settings()
-    snapshots = Snapshots(BlobStore.from_settings(settings))
+    snapshots = _snapshots()
     if not snapshots.datasets():
         where = f"no datasets in {settings.storage_url} (HARVESTER_STORAGE_URL)"
         console.print(Text(where), soft_wrap=True)
@@ -273,6 +205,8 @@ app.add_typer(keys_app, name="keys")
 
 
 def _catalog() -> sessionmaker[Session]:
+    from harvester.catalog.db import open_catalog
+
     return open_catalog(Settings().database_url)
 
 
@@ -285,6 +219,8 @@ def keys_create(
     if scope not in ("admin", "read"):
         console.print("[red]error:[/] --scope is `admin` or `read`")
         raise typer.Exit(2)
+    from harvester.service.keys import create_key
+
     key_id, key = create_key(_catalog(), name, "admin" if scope == "admin" else "read")
     print(f"{key_id} {key}")
 
@@ -292,6 +228,8 @@ def keys_create(
 @keys_app.command("list")
 def keys_list() -> None:
     """Every key's record, one a line (never the key): id, scope, created, revoked, name."""
+    from harvester.service.keys import list_keys
+
     for row in list_keys(_catalog()):
         revoked = f"{row.revoked_at:%Y-%m-%dT%H:%M}" if row.revoked_at else "-"
         print(f"{row.id}\t{row.scope}\t{row.created_at:%Y-%m-%dT%H:%M}\t{revoked}\t{row.name}")
@@ -300,6 +238,8 @@ def keys_list() -> None:
 @keys_app.command("revoke")
 def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id.")]) -> None:
     """Revoke a key (API processes stop accepting it within seconds)."""
+    from harvester.service.keys import revoke_key
+
     if not revoke_key(_catalog(), key_id):
         error("error", f"no active key {key_id}")
         raise typer.Exit(2)
@@ -312,6 +252,8 @@ def _roles(api: bool, worker: bool, scheduler: bool, host: str, port: int) -> No
     except ValueError as exc:
         error("error", f"invalid settings: {exc}")
         raise typer.Exit(2) from exc
+    from harvester.service.runner import run_roles
+
     try:
         uvloop.run(
             run_roles(

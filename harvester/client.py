@@ -23,7 +23,8 @@ from typing import Any, TypeVar
 import httpx
 from pydantic import TypeAdapter
 
-from api.schemas import (
+from harvester import __version__
+from harvester.api.schemas import (
     DatasetOut,
     HostProgress,
     JobOut,
@@ -32,10 +33,9 @@ from api.schemas import (
     ScheduleOut,
     SnapshotSummary,
 )
-from harvester import __version__
 from harvester.errors import HarvesterError
+from harvester.store.layout import CARD, MANIFEST, inside
 from harvester.store.manifest import FileEntry, Manifest
-from harvester.store.snapshots import CARD, MANIFEST, inside
 
 T = TypeVar("T")
 FINISHED = frozenset({"succeeded", "failed", "cancelled"})

@@ -11,7 +11,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from api.schemas import HostProgress, JobOut
+from harvester.api.schemas import HostProgress, JobOut
 from harvester.store.manifest import Manifest
 
 

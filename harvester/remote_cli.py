@@ -19,8 +19,8 @@ from harvester.client import Client, ClientError
 from harvester.errors import ConfigurationError, NotFound
 from harvester.progressview import ProgressView, outcome_lines, snapshot_lines
 from harvester.spec import load_spec_file, parse_spec
+from harvester.store.layout import parse_ref
 from harvester.store.manifest import FileEntry
-from harvester.store.snapshots import parse_ref
 
 console = Console(stderr=True)
 DEFAULT_SERVER = "http://127.0.0.1:8000"

@@ -19,8 +19,8 @@ from harvester.build.spill import Matrix
 from harvester.crawl.scope import ScopeRules
 from harvester.pipeline.minhash import signatures
 from harvester.store.blob import BlobStore
+from harvester.store.layout import SIGNATURES, version_prefix
 from harvester.store.manifest import Manifest
-from harvester.store.snapshots import SIGNATURES, version_prefix
 
 ROW_OVERHEAD = 512
 """Bytes a row takes beyond its text and markdown (the other columns), for shard sizing."""

@@ -22,8 +22,8 @@ from harvester.build.version import Unchanged, prepare
 from harvester.cpu import address_space, exit_with_parent
 from harvester.errors import AlreadyExists, BuildError
 from harvester.store.blob import BlobStore
+from harvester.store.layout import MANIFEST, version_prefix
 from harvester.store.manifest import Manifest
-from harvester.store.snapshots import MANIFEST, version_prefix
 
 logger = logging.getLogger(__name__)
 _POLL_S = 0.5

@@ -23,8 +23,8 @@ from harvester.pipeline.document import DOCUMENT_SCHEMA
 from harvester.pipeline.splits import SPLITS
 from harvester.spec import Shards
 from harvester.store.blob import BlobStore
+from harvester.store.layout import SIGNATURES
 from harvester.store.manifest import FileEntry, SplitInfo
-from harvester.store.snapshots import SIGNATURES
 
 SNAPSHOT_SCHEMA = pa.schema(
     [

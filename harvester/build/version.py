@@ -22,8 +22,9 @@ from harvester.pipeline.minhash import lsh_bands
 from harvester.pipeline.splits import default_salt
 from harvester.store.blob import BlobStore
 from harvester.store.card import render_card
+from harvester.store.layout import CARD, MANIFEST, version_prefix
 from harvester.store.manifest import Changes, DedupReport, Leakage, Manifest
-from harvester.store.snapshots import CARD, MANIFEST, Snapshots, version_prefix
+from harvester.store.snapshots import Snapshots
 
 
 class Unchanged(Exception):

@@ -59,7 +59,8 @@ async def run_roles(
             stops.append(the_worker.stop)
         server = None
         if api:
-            from api import create_app  # the API's dependencies are only needed by this role
+            # the API's dependencies are only needed by this role
+            from harvester.api.app import create_app
 
             key = bootstrap(
                 sessions, settings.api_key.get_secret_value() if settings.api_key else None

@@ -22,7 +22,8 @@ from harvester.pipeline.text import content_hash
 from harvester.spec import parse_spec
 from harvester.staging import STAGING_SCHEMA
 from harvester.store.blob import BlobStore
-from harvester.store.snapshots import Snapshots, version_prefix
+from harvester.store.layout import version_prefix
+from harvester.store.snapshots import Snapshots
 from tests.webtest import WORDS, prose
 
 SPEC = {"dataset": "crashy", "seeds": ["http://a.test/"], "shards": {"max_bytes": 16 * 1024}}

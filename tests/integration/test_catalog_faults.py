@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from api import create_app
+from harvester.api.app import create_app
 from harvester.catalog.db import make_engine, migrate
 from harvester.catalog.models import FrontierEntry, StagingPart
 from harvester.config import Settings

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from api.app import create_app
+from harvester.api.app import create_app
 from harvester.config import Settings
 
 

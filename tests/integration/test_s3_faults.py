@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from api import create_app
+from harvester.api.app import create_app
 from harvester.catalog.models import Job, StagingPart
 from harvester.config import Settings
 from harvester.crawl.recorder import MAX_BACKLOG

@@ -24,7 +24,8 @@ from harvester.spec import parse_spec
 from harvester.staging import staging_prefix
 from harvester.stats import Stats
 from harvester.store.blob import BlobStore
-from harvester.store.snapshots import Snapshots, version_prefix
+from harvester.store.layout import version_prefix
+from harvester.store.snapshots import Snapshots
 from tests.conftest import cpu_pool, crawl, crawl_and_build
 from tests.webtest import SiteServer
 

@@ -12,7 +12,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from harvester.errors import AlreadyExists, NotFound
 from harvester.store.blob import BlobStore
-from harvester.store.snapshots import MANIFEST, Snapshots
+from harvester.store.layout import MANIFEST
+from harvester.store.snapshots import Snapshots
 from tests.conftest import crawl_and_build
 from tests.s3server import S3Server
 from tests.webtest import SiteServer, SiteState, start

@@ -10,8 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
-from api import create_app
-from api.bodyguard import MAX_BODY_BYTES
+from harvester.api.app import create_app
+from harvester.api.bodyguard import MAX_BODY_BYTES
 from harvester.config import Settings
 from harvester.service.keys import bootstrap
 

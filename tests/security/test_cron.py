@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
-from api import create_app
+from harvester.api.app import create_app
 from harvester.config import Settings
 from harvester.errors import ConfigurationError
 from harvester.service.keys import bootstrap

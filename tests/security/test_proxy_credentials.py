@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
-from api import create_app
+from harvester.api.app import create_app
 from harvester.config import Settings
 from harvester.crawl.proxies import PoolConfig, mask_proxy
 from harvester.service.keys import bootstrap

@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
-from api import create_app
+from harvester.api.app import create_app
 from harvester.config import Settings
 from harvester.crawl.fetcher import Fetcher
 from harvester.crawl.netguard import NetworkGuard

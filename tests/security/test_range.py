@@ -7,7 +7,7 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
-from api import create_app
+from harvester.api.app import create_app
 from harvester.config import Settings
 from harvester.service.keys import bootstrap
 from harvester.store.blob import BlobStore

@@ -13,8 +13,8 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.deps import Reader, Svc
-from api.schemas import Health
+from harvester.api.deps import Reader, Svc
+from harvester.api.schemas import Health
 from harvester.catalog.models import Job
 from harvester.stats import Stats
 

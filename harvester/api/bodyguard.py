@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 
-from api.errors import error_body
+from harvester.api.errors import error_body
 from harvester.service.keys import cached_scope, scope_of
 
 MAX_BODY_BYTES = 1 << 20

@@ -13,7 +13,7 @@ from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.errors import ApiError
+from harvester.api.errors import ApiError
 from harvester.config import Settings
 from harvester.service.keys import Scope, cached_scope, scope_of
 from harvester.service.worker import Worker

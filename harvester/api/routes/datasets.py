@@ -14,12 +14,13 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
-from api.deps import Reader, Svc
-from api.errors import ApiError
-from api.openapi_errors import raises
-from api.schemas import DatasetOut, DiffOut, SnapshotSummary
+from harvester.api.deps import Reader, Svc
+from harvester.api.errors import ApiError
+from harvester.api.openapi_errors import raises
+from harvester.api.schemas import DatasetOut, DiffOut, SnapshotSummary
+from harvester.store.layout import CARD, MANIFEST, version_prefix
 from harvester.store.manifest import Manifest
-from harvester.store.snapshots import CARD, MANIFEST, Snapshots, version_prefix
+from harvester.store.snapshots import Snapshots
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 _CHUNK = 1 << 20

@@ -9,11 +9,11 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 from sqlalchemy import func, select
 
-from api.deps import Admin, Reader, Svc
-from api.errors import ApiError
-from api.links import JOB_LINKS
-from api.openapi_errors import raises
-from api.schemas import (
+from harvester.api.deps import Admin, Reader, Svc
+from harvester.api.errors import ApiError
+from harvester.api.links import JOB_LINKS
+from harvester.api.openapi_errors import raises
+from harvester.api.schemas import (
     FailureGroup,
     HostProgress,
     JobOut,

@@ -7,9 +7,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from api.deps import Admin, Reader, Svc
-from api.errors import ApiError
-from api.schemas import HostIn, HostOut, Page
+from harvester.api.deps import Admin, Reader, Svc
+from harvester.api.errors import ApiError
+from harvester.api.schemas import HostIn, HostOut, Page
 from harvester.service.hosts import clear_policy, get_host, list_hosts, set_policy
 
 router = APIRouter(prefix="/v1/hosts", tags=["hosts"])

@@ -8,9 +8,9 @@ from typing import Annotated
 import httpx
 from fastapi import APIRouter, Path
 
-from api.deps import Admin, Reader, Svc
-from api.errors import ApiError
-from api.schemas import ProxyOut, ProxyPoolOut
+from harvester.api.deps import Admin, Reader, Svc
+from harvester.api.errors import ApiError
+from harvester.api.schemas import ProxyOut, ProxyPoolOut
 from harvester.crawl.netguard import NetworkGuard
 from harvester.crawl.proxies import PoolConfig, ProxyPool, mask_proxy
 from harvester.service.pools import delete_pool, load_pool, pool_names, save_pool

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from api.deps import Admin, Svc
-from api.errors import ApiError
-from api.schemas import KeyIn, KeyOut
+from harvester.api.deps import Admin, Svc
+from harvester.api.errors import ApiError
+from harvester.api.schemas import KeyIn, KeyOut
 from harvester.catalog.models import ApiKey
 from harvester.service import keys
 

@@ -9,12 +9,12 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 from sqlalchemy import select
 
-from api.deps import Admin, Reader, Svc
-from api.errors import ApiError
-from api.links import JOB_LINKS, SCHEDULE_LINKS
-from api.openapi_errors import raises
-from api.routes.jobs import job_out, known_pool
-from api.schemas import JobOut, ScheduleIn, ScheduleOut, SchedulePatch
+from harvester.api.deps import Admin, Reader, Svc
+from harvester.api.errors import ApiError
+from harvester.api.links import JOB_LINKS, SCHEDULE_LINKS
+from harvester.api.openapi_errors import raises
+from harvester.api.routes.jobs import job_out, known_pool
+from harvester.api.schemas import JobOut, ScheduleIn, ScheduleOut, SchedulePatch
 from harvester.catalog.models import Job, Schedule
 from harvester.errors import ConfigurationError
 from harvester.service.scheduler import Busy, check_cron, fire, next_run

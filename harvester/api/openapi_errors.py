@@ -11,8 +11,8 @@ from fastapi import APIRouter
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
-from api.deps import admin, reader
-from api.schemas import ERROR_RESPONSES
+from harvester.api.deps import admin, reader
+from harvester.api.schemas import ERROR_RESPONSES
 
 _WRITES = {"POST", "PUT", "PATCH", "DELETE"}
 

@@ -6,11 +6,11 @@ from fastapi import Depends, FastAPI
 from fastapi_offline import FastAPIOffline
 from sqlalchemy.orm import Session, sessionmaker
 
-from api import errors
-from api.bodyguard import BodyGuard
-from api.deps import Services, known_query
-from api.openapi_errors import declare_errors
-from api.routes import datasets, health, hosts, jobs, keys, proxy_pools, schedules
+from harvester.api import errors
+from harvester.api.bodyguard import BodyGuard
+from harvester.api.deps import Services, known_query
+from harvester.api.openapi_errors import declare_errors
+from harvester.api.routes import datasets, health, hosts, jobs, keys, proxy_pools, schedules
 from harvester.catalog.db import open_catalog
 from harvester.config import Settings
 from harvester.service.worker import Worker
