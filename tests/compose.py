@@ -56,7 +56,7 @@ def _source(target: Path) -> None:
     ignore = shutil.ignore_patterns("__pycache__", "wheels")
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, target / name)
-    for name in ("harvester", "api", "deploy"):
+    for name in ("harvester", "deploy"):
         shutil.copytree(ROOT / name, target / name, ignore=ignore)
 
 

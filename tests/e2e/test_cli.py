@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -60,7 +61,17 @@ def test_crawl_of_the_demo_site(tmp_path: Path, demo: str) -> None:
     assert "pipeline: kept 26 of 34 pages, dropped 8 (too_short 8); duplicates 2" in done.stdout
     assert "demo@v1: 24 documents" in done.stdout
     assert "duplicates removed: 0 exact, 2 near" in done.stdout
-    assert "note: validation and test are empty: 24 documents at 0.98/0.01/0.01" in done.stdout
+    # At 0.98/0.01/0.01 a split of 24 documents is often empty (which ones hangs on the
+    # URLs, so on the port): the CLI says so.
+    counts = re.search(r"\(train (\d+), validation (\d+), test (\d+)\)", done.stdout)
+    assert counts is not None and sum(map(int, counts.groups())) == 24
+    empty = [
+        n for n, c in zip(("validation", "test"), counts.groups()[1:], strict=True) if c == "0"
+    ]
+    if empty:
+        assert f"note: {' and '.join(empty)} " in done.stdout and "0.98/0.01/0.01" in done.stdout
+    else:
+        assert "note:" not in done.stdout
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
