@@ -230,10 +230,11 @@ def _spec(tmp_path: Path, extra: dict[str, Any]) -> Path:
     return path
 
 
-def test_schedules_from_the_cli(service: Service, demo: str) -> None:
+def test_schedules_from_the_cli(service: Service, demo: str, tmp_path: Path) -> None:
     created = _cli(
-        service.url, "schedules", "create", "0 3 * * *", "--seed", demo, "--dataset", "nightly"
-    )
+        service.url, "schedules", "create", "0 3 * * *", str(_spec(tmp_path, {})),
+        "--seed", demo, "--dataset", "nightly",
+    )  # fmt: skip
     assert created.returncode == 0, created.stderr
     schedule_id = created.stdout.strip()
     assert "never" in _cli(service.url, "schedules", "list").stdout

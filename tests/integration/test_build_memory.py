@@ -25,8 +25,8 @@ from harvester.spec import parse_spec
 from harvester.staging import STAGING_SCHEMA
 from harvester.store.blob import BlobStore
 
-LIMIT = 640 * 2**20
-PARTS, DOCS_PER_PART, WORDS_PER_DOC = 40, 1000, 1050  # 48-digit words: 2 GB of text
+LIMIT = 448 * 2**20
+PARTS, DOCS_PER_PART, WORDS_PER_DOC = 28, 1000, 1050  # 48-digit words: 1.4 GB of text
 SPEC = {
     "dataset": "large",
     "seeds": ["http://large.test/"],
