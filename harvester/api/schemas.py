@@ -142,7 +142,7 @@ class JobOut(Schema):
         "frequent first, with examples."
     )
     snapshot: SnapshotRef | None
-    """The snapshot it committed, once succeeded (null if the dataset was unchanged)."""
+    """The snapshot it committed once succeeded (the current version when nothing changed)."""
     counters: dict[str, int]
     """Every counter of the job by slash-path name (`fetch/status/200`,
     `quality/dropped/too_short`, …)."""
